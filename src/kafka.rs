@@ -1,0 +1,158 @@
+//! Kafka clients: one place that sets the properties exactly-once depends
+//! on, plus admin and publishing helpers shared by `run`, `demo`, the
+//! operator tools and the tests.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::config::KafkaConfig;
+
+fn base(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    c.set("client.id", format!("govsync-{}", cfg.instance_id));
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The processor's consumer: manual offsets (never auto-committed, never
+/// auto-stored), read_committed, an eager assignment strategy (govsync
+/// assigns partitions itself, at the offsets it computes), and a bounded
+/// prefetch queue so memory does not grow with the backlog.
+pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+        .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 4).max(100).to_string())
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.max.bytes", "8388608")
+        .set("max.partition.fetch.bytes", "1048576");
+    if cfg.static_membership {
+        c.set("group.instance.id", &cfg.instance_id);
+    }
+    c
+}
+
+/// The side-output producer. Transactional (fencing by transactional.id)
+/// or idempotent.
+pub fn producer_config(cfg: &KafkaConfig, transactional: bool) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.max.bytes", (cfg.max_message_bytes + 64 * 1024).to_string());
+    if transactional {
+        c.set("transactional.id", cfg.transactional_id())
+            .set("transaction.timeout.ms", cfg.transaction_timeout.as_millis().to_string());
+    }
+    c
+}
+
+/// A plain client config for tools (admin, replay, inspection).
+pub fn tool_config(cfg: &KafkaConfig) -> ClientConfig {
+    base(cfg)
+}
+
+/// Creates topics that do not exist yet (single-node friendly: replication
+/// 1 unless given).
+pub async fn ensure_topics(
+    cfg: &ClientConfig,
+    topics: &[(&str, i32)],
+    replication: i32,
+) -> Result<Vec<String>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = cfg.create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(&new, &opts).await?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).map_err(|e| {
+                    tracing::error!(topic = %name, error = %e, "creating topic failed");
+                    e
+                });
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Publishes governance events (JSON values) keyed by their region code,
+/// waiting for every delivery. Returns the number published.
+pub async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    events: impl IntoIterator<Item = (Option<Vec<u8>>, Vec<u8>)>,
+) -> Result<usize, KafkaError> {
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let mut n = 0;
+    for (key, value) in events {
+        let producer = producer.clone();
+        let topic = topic.to_string();
+        pending.push_back(async move {
+            let mut rec = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).payload(&value);
+            if let Some(k) = &key {
+                rec = rec.key(k);
+            }
+            producer.send(rec, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
+        });
+        n += 1;
+        // Bound the futures in flight.
+        if pending.len() >= 10_000 {
+            use futures::StreamExt;
+            if let Some(r) = pending.next().await {
+                r?;
+            }
+        }
+    }
+    use futures::StreamExt;
+    while let Some(r) = pending.next().await {
+        r?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(n)
+}
+
+/// Headers from (name, bytes) pairs.
+pub fn owned_headers(h: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(h.len());
+    for (k, v) in h {
+        out = out.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
+    }
+    out
+}
+
+/// The region key of an event value (its `region_code`), if it has one.
+pub fn region_key(value: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct K<'a> {
+        #[serde(borrow)]
+        region_code: Option<&'a str>,
+    }
+    serde_json::from_slice::<K<'_>>(value)
+        .ok()
+        .and_then(|k| k.region_code.map(|r| r.as_bytes().to_vec()))
+}

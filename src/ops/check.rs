@@ -1,0 +1,101 @@
+//! `govsync check-config`: validate the configuration, then reach Kafka
+//! and the database, saying exactly what fails and how to fix it.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config;
+
+/// Returns whether everything checked out.
+pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bool> {
+    let cfg = match config::load(path) {
+        Ok(c) => {
+            writeln!(out, "config: ok")?;
+            c
+        }
+        Err(e) => {
+            writeln!(out, "config: {e}")?;
+            return Ok(false);
+        }
+    };
+    let mut ok = true;
+
+    // Kafka: metadata of the three topics.
+    let k = &cfg.kafka;
+    let client: Result<BaseConsumer, _> = crate::kafka::tool_config(k).set("socket.timeout.ms", "5000").create();
+    let kafka_result = match client {
+        Err(e) => Err(format!("cannot create a client: {e} (check kafka.client)")),
+        Ok(c) => tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(8)))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+    };
+    match kafka_result {
+        Err(e) => {
+            ok = false;
+            writeln!(
+                out,
+                "kafka: cannot reach {} ({e}); check kafka.bootstrap_servers and that the broker runs",
+                k.bootstrap_servers
+            )?;
+        }
+        Ok(md) => {
+            writeln!(out, "kafka: reached {} ({} brokers)", k.bootstrap_servers, md.brokers().len())?;
+            for (key, t) in [("kafka.source_topic", &k.source_topic), ("kafka.review_topic", &k.review_topic), ("kafka.dlq_topic", &k.dlq_topic)] {
+                match md.topics().iter().find(|x| x.name() == t.as_str()) {
+                    Some(x) if x.error().is_none() => writeln!(out, "kafka: topic {t} ({} partitions)", x.partitions().len())?,
+                    _ => {
+                        ok = false;
+                        writeln!(out, "kafka: topic {t} (config key `{key}`) does not exist; create it or run `govsync migrate --topics`")?;
+                    }
+                }
+            }
+        }
+    }
+
+    // Database: connect, then govsync's tables.
+    let d = &cfg.database;
+    match tokio::time::timeout(Duration::from_secs(15), crate::sink::connect(d)).await {
+        Err(_) => {
+            ok = false;
+            writeln!(out, "database: timed out connecting to {}", d.url)?;
+        }
+        Ok(Err(e)) => {
+            ok = false;
+            writeln!(out, "database: cannot open {} ({e}); check database.url", d.url)?;
+        }
+        Ok(Ok(db)) => {
+            match tokio::time::timeout(Duration::from_secs(10), db.ping()).await {
+                Ok(Ok(())) => writeln!(out, "database: reached {} ({})", d.url, db.kind())?,
+                Ok(Err(e)) => {
+                    ok = false;
+                    writeln!(out, "database: {} does not answer ({e}); check database.url and the password (database.password_env)", d.url)?;
+                }
+                Err(_) => {
+                    ok = false;
+                    writeln!(out, "database: {} did not answer within 10 s; check database.url", d.url)?;
+                }
+            }
+            if ok {
+                let probe = crate::sink::PartitionKey {
+                    group: k.group_id.clone(),
+                    topic: k.source_topic.clone(),
+                    partition: 0,
+                };
+                match db.watermark(&probe).await {
+                    Ok(_) => writeln!(out, "database: govsync tables present")?,
+                    Err(e) => {
+                        ok = false;
+                        writeln!(out, "database: govsync tables missing or unreadable ({e}); run `govsync migrate`")?;
+                    }
+                }
+            }
+            db.close().await;
+        }
+    }
+    writeln!(out, "{}", if ok { "all checks passed" } else { "some checks failed" })?;
+    Ok(ok)
+}

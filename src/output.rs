@@ -1,0 +1,320 @@
+//! Side outputs: the review message and the dead-letter envelope.
+//!
+//! Both are interfaces other teams consume; their shapes are published in
+//! `schemas/review-message.v1.schema.json` and
+//! `schemas/dead-letter-headers.v1.schema.json`.
+//!
+//! A dead-letter message is the original message, byte for byte (key, value,
+//! headers), plus `govsync.*` headers that say what failed and where it came
+//! from. A review message is a JSON document that embeds the original event.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::event::{Checked, Column, Row};
+
+/// A Kafka message as it was consumed: what a dead-letter message preserves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Producer or broker timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl RawMessage {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// How many times this message has been replayed from the DLQ.
+    pub fn replay_count(&self) -> u32 {
+        self.header(headers::REPLAY_COUNT)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A message to publish (review or dead-letter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutMessage {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Header names added to dead-letter messages.
+pub mod headers {
+    pub const ERROR_CLASS: &str = "govsync.error.class";
+    pub const ERROR_MESSAGE: &str = "govsync.error.message";
+    pub const SOURCE_TOPIC: &str = "govsync.source.topic";
+    pub const SOURCE_PARTITION: &str = "govsync.source.partition";
+    pub const SOURCE_OFFSET: &str = "govsync.source.offset";
+    pub const BATCH_ID: &str = "govsync.batch.id";
+    pub const ATTEMPTS: &str = "govsync.attempts";
+    pub const FIRST_FAILED_AT: &str = "govsync.first.failed.at";
+    pub const VERSION: &str = "govsync.version";
+    pub const REPLAY_COUNT: &str = "govsync.replay.count";
+    pub const DB_CODE: &str = "govsync.db.code";
+    pub const DB_CONSTRAINT: &str = "govsync.db.constraint";
+    pub const DATA_TYPE: &str = "govsync.data.type";
+    pub const REGION: &str = "govsync.region";
+
+    /// Every header govsync adds; replay strips these (except the count).
+    pub const ALL: [&str; 14] = [
+        ERROR_CLASS,
+        ERROR_MESSAGE,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        BATCH_ID,
+        ATTEMPTS,
+        FIRST_FAILED_AT,
+        VERSION,
+        REPLAY_COUNT,
+        DB_CODE,
+        DB_CONSTRAINT,
+        DATA_TYPE,
+        REGION,
+    ];
+}
+
+/// Why a message is dead-lettered.
+#[derive(Debug, Clone, Default)]
+pub struct Failure {
+    pub class: String,
+    pub message: String,
+    pub batch_id: String,
+    pub attempts: u32,
+    pub first_failed_at: Option<DateTime<Utc>>,
+    /// SQLSTATE or ORA number when the database rejected the record.
+    pub db_code: Option<String>,
+    pub db_constraint: Option<String>,
+    pub data_type: Option<String>,
+    pub region: Option<String>,
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Builds the dead-letter message for `raw`.
+pub fn dead_letter(raw: &RawMessage, f: &Failure, dlq_topic: &str) -> OutMessage {
+    let mut h = raw.headers.clone();
+    let mut add = |k: &str, v: String| h.push((k.to_string(), v.into_bytes()));
+    add(headers::ERROR_CLASS, f.class.clone());
+    // Error messages name fields, never values, so they carry no PII; cap
+    // them anyway so a pathological message cannot bloat the DLQ.
+    add(headers::ERROR_MESSAGE, f.message.chars().take(1000).collect());
+    add(headers::SOURCE_TOPIC, raw.topic.clone());
+    add(headers::SOURCE_PARTITION, raw.partition.to_string());
+    add(headers::SOURCE_OFFSET, raw.offset.to_string());
+    add(headers::BATCH_ID, f.batch_id.clone());
+    add(headers::ATTEMPTS, f.attempts.max(1).to_string());
+    add(headers::FIRST_FAILED_AT, rfc3339(f.first_failed_at.unwrap_or_else(Utc::now)));
+    add(headers::VERSION, env!("CARGO_PKG_VERSION").to_string());
+    if raw.header(headers::REPLAY_COUNT).is_none() {
+        add(headers::REPLAY_COUNT, "0".into());
+    }
+    if let Some(c) = &f.db_code {
+        add(headers::DB_CODE, c.clone());
+    }
+    if let Some(c) = &f.db_constraint {
+        add(headers::DB_CONSTRAINT, c.clone());
+    }
+    if let Some(d) = &f.data_type {
+        add(headers::DATA_TYPE, d.clone());
+    }
+    if let Some(r) = &f.region {
+        add(headers::REGION, r.clone());
+    }
+    OutMessage {
+        topic: dlq_topic.to_string(),
+        key: raw.key.clone(),
+        payload: raw.value.clone(),
+        headers: h,
+    }
+}
+
+/// Why a record is on the review topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewReason {
+    /// The engine asked for review (flag_for_review / requires_manual_review);
+    /// the metadata columns were written.
+    Flagged,
+    /// govsync's own check contradicts the engine, or a correction was
+    /// suggested: nothing was written.
+    CheckContradiction,
+    /// The row changed after the engine read it: nothing was written.
+    Conflict,
+}
+
+#[derive(Serialize)]
+struct ReviewDoc<'a> {
+    schema_version: u32,
+    event_id: &'a str,
+    customer_id: &'a str,
+    region_code: &'a str,
+    data_type: &'a str,
+    reason: ReviewReason,
+    details: &'a [String],
+    review_priority: &'a str,
+    /// Whether govsync wrote anything for this event (flag columns).
+    written: bool,
+    /// The row's values of the event's target columns when govsync decided
+    /// (conflicts: what someone else wrote).
+    current: Option<serde_json::Value>,
+    /// What the event would have written.
+    proposed: serde_json::Value,
+    source: Source<'a>,
+    batch_id: &'a str,
+    decided_at: String,
+    event: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct Source<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+/// Builds the review message for a record.
+#[allow(clippy::too_many_arguments)]
+pub fn review(
+    raw: &RawMessage,
+    c: &Checked,
+    reason: ReviewReason,
+    details: &[String],
+    written: bool,
+    current: Option<&Row>,
+    batch_id: &str,
+    review_topic: &str,
+) -> OutMessage {
+    let cols: Vec<Column> = c.writes.iter().map(|(col, _)| *col).collect();
+    let mut proposed = serde_json::Map::new();
+    for (col, v) in &c.writes {
+        proposed.insert(col.name().to_string(), serde_json::to_value(v).unwrap_or_default());
+    }
+    let event_text = raw.value.as_deref().and_then(|v| std::str::from_utf8(v).ok());
+    let event: Option<Box<RawValue>> = event_text.and_then(|t| RawValue::from_string(t.to_string()).ok());
+    let priority = match reason {
+        ReviewReason::CheckContradiction | ReviewReason::Conflict => "high",
+        ReviewReason::Flagged => "medium",
+    };
+    let doc = ReviewDoc {
+        schema_version: 1,
+        event_id: &c.event_id,
+        customer_id: &c.customer_id,
+        region_code: &c.region_code,
+        data_type: c.data_type.as_str(),
+        reason,
+        details,
+        review_priority: c
+            .writes
+            .iter()
+            .find_map(|(col, v)| (*col == Column::ReviewPriority).then(|| v.as_text()).flatten())
+            .unwrap_or(priority),
+        written,
+        current: current.map(|r| r.image(&cols)),
+        proposed: serde_json::Value::Object(proposed),
+        source: Source {
+            topic: &raw.topic,
+            partition: raw.partition,
+            offset: raw.offset,
+        },
+        batch_id,
+        decided_at: rfc3339(Utc::now()),
+        event: event.as_deref(),
+    };
+    OutMessage {
+        topic: review_topic.to_string(),
+        key: Some(c.customer_id.as_bytes().to_vec()),
+        payload: Some(serde_json::to_vec(&doc).expect("review document serialises")),
+        headers: vec![
+            ("govsync.review.reason".into(), serde_json::to_string(&reason).unwrap_or_default().trim_matches('"').as_bytes().to_vec()),
+            (headers::SOURCE_TOPIC.into(), raw.topic.as_bytes().to_vec()),
+            (headers::SOURCE_PARTITION.into(), raw.partition.to_string().into_bytes()),
+            (headers::SOURCE_OFFSET.into(), raw.offset.to_string().into_bytes()),
+        ],
+    }
+}
+
+/// Outbox encoding of headers: `u16 name length, name, u32 value length,
+/// value`, repeated. Internal to govsync's own tables.
+pub fn encode_headers(h: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in h {
+        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+pub fn decode_headers(mut b: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let kl = u16::from_be_bytes(b.get(..2)?.try_into().ok()?) as usize;
+        b = &b[2..];
+        let k = String::from_utf8(b.get(..kl)?.to_vec()).ok()?;
+        b = &b[kl..];
+        let vl = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        b = &b[4..];
+        let v = b.get(..vl)?.to_vec();
+        b = &b[vl..];
+        out.push((k, v));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawMessage {
+        RawMessage {
+            topic: "t".into(),
+            partition: 3,
+            offset: 42,
+            key: Some(b"3201".to_vec()),
+            value: Some(vec![0xff, 0x00, b'x']),
+            headers: vec![("trace".into(), vec![1, 2, 3])],
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn dead_letter_keeps_the_original_bytes() {
+        let f = Failure {
+            class: "malformed".into(),
+            message: "not UTF-8".into(),
+            batch_id: "b1".into(),
+            ..Default::default()
+        };
+        let m = dead_letter(&raw(), &f, "dlq");
+        assert_eq!(m.key.as_deref(), Some(&b"3201"[..]));
+        assert_eq!(m.payload.as_deref(), Some(&[0xff, 0x00, b'x'][..]));
+        assert_eq!(m.headers[0], ("trace".to_string(), vec![1, 2, 3]));
+        let get = |k: &str| m.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8(v.clone()).unwrap());
+        assert_eq!(get(headers::ERROR_CLASS).as_deref(), Some("malformed"));
+        assert_eq!(get(headers::SOURCE_OFFSET).as_deref(), Some("42"));
+        assert_eq!(get(headers::REPLAY_COUNT).as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let h = vec![("a".to_string(), vec![]), ("é".to_string(), vec![0, 1, 255])];
+        assert_eq!(decode_headers(&encode_headers(&h)).unwrap(), h);
+        assert!(decode_headers(&[0, 5, b'a']).is_none());
+    }
+}

@@ -1,0 +1,337 @@
+//! The Kafka side of a batch, after its database commit: publish the
+//! batch's review and dead-letter messages and commit the consumer offsets.
+//!
+//! `transactional` delivery does both in ONE Kafka transaction
+//! (send_offsets_to_transaction with the consumer's group metadata, so a
+//! zombie from an older generation is fenced). Batches that finish while a
+//! transaction runs are grouped into the next one. `idempotent` delivery
+//! produces, flushes, then commits the offsets (at-least-once for the side
+//! outputs).
+//!
+//! The producer runs on its own thread: every transactional call blocks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rdkafka::ClientContext;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::GovConsumer;
+use crate::config::{Delivery, KafkaConfig};
+use crate::output::OutMessage;
+use crate::telemetry::metrics;
+
+/// Why the Kafka side of a batch did not commit. Either way the database
+/// side did, and its outbox rows are republished by the next batch of the
+/// partition (or by whoever gets the partition next).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error("the consumer group rebalanced: {0}")]
+    Rebalanced(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct CommitRequest {
+    pub partition: i32,
+    /// The offset to commit (the next to read).
+    pub next_offset: i64,
+    pub outputs: Vec<OutMessage>,
+    pub reply: oneshot::Sender<Result<(), CommitError>>,
+}
+
+/// Handle to the committer thread.
+#[derive(Clone)]
+pub struct Committer {
+    tx: std_mpsc::Sender<CommitRequest>,
+}
+
+impl Committer {
+    pub fn start(
+        kafka: &KafkaConfig,
+        consumer: Arc<GovConsumer>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Committer, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = std_mpsc::channel();
+        let worker = Worker {
+            config: kafka.clone(),
+            consumer,
+            producer: None,
+            shutdown,
+        };
+        let handle = std::thread::Builder::new()
+            .name("govsync-committer".into())
+            .spawn(move || worker.run(rx))?;
+        Ok((Committer { tx }, handle))
+    }
+
+    /// Publishes `outputs` and commits `next_offset` for `partition`.
+    pub async fn commit(&self, partition: i32, next_offset: i64, outputs: Vec<OutMessage>) -> Result<(), CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(CommitRequest {
+                partition,
+                next_offset,
+                outputs,
+                reply,
+            })
+            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
+        rx.await.unwrap_or_else(|_| Err(CommitError::Failed("the committer stopped mid-commit".into())))
+    }
+}
+
+struct Worker {
+    config: KafkaConfig,
+    consumer: Arc<GovConsumer>,
+    producer: Option<BaseProducer<SideContext>>,
+    shutdown: CancellationToken,
+}
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Worker {
+    fn run(mut self, rx: std_mpsc::Receiver<CommitRequest>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < 64 {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            let result = self.commit_group(&group);
+            for r in group {
+                let _ = r.reply.send(result.clone());
+            }
+        }
+        if let Some(p) = self.producer.take() {
+            let _ = p.flush(Duration::from_secs(10));
+        }
+    }
+
+    fn transactional(&self) -> bool {
+        self.config.delivery == Delivery::Transactional
+    }
+
+    /// Creates (and for transactions, initialises) the producer, retrying
+    /// while the broker is unreachable.
+    fn producer(&mut self) -> Result<&BaseProducer<SideContext>, CommitError> {
+        if self.producer.is_none() {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                let created: Result<BaseProducer<SideContext>, KafkaError> =
+                    crate::kafka::producer_config(&self.config, self.transactional()).create_with_context(SideContext::default());
+                let r = created.and_then(|p| {
+                    if self.transactional() {
+                        // Fences the previous incarnation of this
+                        // transactional.id and aborts its open transaction.
+                        p.init_transactions(TXN_TIMEOUT)?;
+                    }
+                    Ok(p)
+                });
+                match r {
+                    Ok(p) => {
+                        self.producer = Some(p);
+                        break;
+                    }
+                    Err(e) if !self.shutdown.is_cancelled() => {
+                        tracing::warn!(error = %e, retry_in = ?delay, "creating the side-output producer failed");
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(CommitError::Failed(format!("producer: {e}"))),
+                }
+            }
+        }
+        Ok(self.producer.as_ref().expect("set above"))
+    }
+
+    fn commit_group(&mut self, group: &[CommitRequest]) -> Result<(), CommitError> {
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in group {
+            let e = offsets.entry(r.partition).or_insert(r.next_offset);
+            *e = (*e).max(r.next_offset);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &offsets {
+            let _ = tpl.add_partition_offset(&self.config.source_topic, *p, Offset::Offset(*o));
+        }
+        let msgs: Vec<&OutMessage> = group.iter().flat_map(|r| r.outputs.iter()).collect();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let r = if self.transactional() {
+                self.transaction(&msgs, &tpl)
+            } else {
+                self.produce_then_commit(&msgs, &tpl)
+            };
+            match r {
+                Ok(()) => {
+                    metrics::kafka_txn("committed");
+                    for m in &msgs {
+                        let kind = if m.topic == self.config.dlq_topic { "dlq" } else { "review" };
+                        metrics::side_outputs(kind, 1);
+                    }
+                    return Ok(());
+                }
+                Err(TxnError::Rebalanced(m)) => {
+                    metrics::kafka_txn("rebalanced");
+                    return Err(CommitError::Rebalanced(m));
+                }
+                Err(TxnError::Retry(m)) if attempts < 3 => {
+                    metrics::kafka_txn("retried");
+                    tracing::warn!(error = %m, attempt = attempts, "Kafka transaction failed; retrying");
+                    std::thread::sleep(Duration::from_millis(100 * attempts));
+                }
+                Err(TxnError::Fatal(m)) if attempts < 3 => {
+                    metrics::kafka_txn("producer_reset");
+                    tracing::warn!(error = %m, "side-output producer failed fatally; recreating it");
+                    self.producer = None;
+                }
+                Err(TxnError::Retry(m) | TxnError::Fatal(m)) => {
+                    metrics::kafka_txn("failed");
+                    return Err(CommitError::Failed(m));
+                }
+            }
+        }
+    }
+
+    fn transaction(&mut self, msgs: &[&OutMessage], offsets: &TopicPartitionList) -> Result<(), TxnError> {
+        let consumer = self.consumer.clone();
+        let p = self.producer().map_err(|e| TxnError::Fatal(e.to_string()))?;
+        p.begin_transaction().map_err(classify)?;
+        let body = (|| {
+            for m in msgs {
+                send(p, m)?;
+            }
+            crate::failpoint::hit("kafka_mid_txn");
+            let cgm = consumer
+                .group_metadata()
+                .ok_or(KafkaError::Rebalance(RDKafkaErrorCode::UnknownMemberId))?;
+            p.send_offsets_to_transaction(offsets, &cgm, TXN_TIMEOUT)?;
+            p.commit_transaction(TXN_TIMEOUT)
+        })();
+        match body {
+            Ok(()) => {
+                crate::failpoint::hit("kafka_after_commit");
+                Ok(())
+            }
+            Err(e) => {
+                let err = classify(e);
+                if !matches!(err, TxnError::Fatal(_)) {
+                    if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
+                        tracing::warn!(error = %abort, "aborting the Kafka transaction failed");
+                        return Err(TxnError::Fatal(format!("{err}; abort failed: {abort}")));
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn produce_then_commit(&mut self, msgs: &[&OutMessage], offsets: &TopicPartitionList) -> Result<(), TxnError> {
+        let consumer = self.consumer.clone();
+        let p = self.producer().map_err(|e| TxnError::Fatal(e.to_string()))?;
+        let failed_before = p.context().failed.load(Ordering::SeqCst);
+        for m in msgs {
+            send(p, m).map_err(classify)?;
+        }
+        p.flush(TXN_TIMEOUT).map_err(classify)?;
+        if p.in_flight_count() > 0 {
+            return Err(TxnError::Retry("side outputs not delivered in time".into()));
+        }
+        if p.context().failed.load(Ordering::SeqCst) != failed_before {
+            return Err(TxnError::Retry("a side output was not delivered".into()));
+        }
+        consumer.commit(offsets, CommitMode::Sync).map_err(classify)
+    }
+}
+
+fn send(p: &BaseProducer<SideContext>, m: &OutMessage) -> Result<(), KafkaError> {
+    let headers = crate::kafka::owned_headers(&m.headers);
+    let mut rec = BaseRecord::<Vec<u8>, Vec<u8>>::to(&m.topic).headers(headers);
+    if let Some(k) = &m.key {
+        rec = rec.key(k);
+    }
+    if let Some(v) = &m.payload {
+        rec = rec.payload(v);
+    }
+    loop {
+        match p.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TxnError {
+    #[error("{0}")]
+    Rebalanced(String),
+    #[error("{0}")]
+    Retry(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Classifies by error code and librdkafka's transaction flags, never by
+/// message text.
+fn classify(e: KafkaError) -> TxnError {
+    use RDKafkaErrorCode as C;
+    let code = e.rdkafka_error_code();
+    if matches!(
+        code,
+        Some(C::IllegalGeneration | C::UnknownMemberId | C::FencedInstanceId | C::RebalanceInProgress | C::AssignmentLost)
+    ) {
+        return TxnError::Rebalanced(e.to_string());
+    }
+    if let KafkaError::Transaction(t) = &e
+        && t.is_fatal()
+    {
+        return TxnError::Fatal(e.to_string());
+    }
+    TxnError::Retry(e.to_string())
+}
+
+/// Counts failed deliveries (idempotent mode checks them after a flush) and
+/// routes librdkafka's log to tracing.
+#[derive(Default)]
+struct SideContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for SideContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+}
+
+impl ProducerContext for SideContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(error = %e, "side output delivery failed");
+        }
+    }
+}

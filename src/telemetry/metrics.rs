@@ -1,0 +1,158 @@
+//! Every metric govsync exports, named in one place. Labels are bounded:
+//! outcome, data type, region (the partition key: a few hundred prefecture
+//! codes at most), partition, error class. Never values or messages.
+//! Emitted per batch, not per record.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const RECORDS: &str = "govsync_records_total";
+pub const BATCHES: &str = "govsync_batches_total";
+pub const COMMIT_SECONDS: &str = "govsync_batch_commit_seconds";
+pub const END_TO_END_SECONDS: &str = "govsync_end_to_end_latency_seconds";
+pub const BATCH_TARGET_SIZE: &str = "govsync_batch_target_size";
+pub const BATCH_RECORDS: &str = "govsync_batch_records";
+pub const IN_FLIGHT: &str = "govsync_batches_in_flight";
+pub const LAG: &str = "govsync_consumer_lag";
+pub const RETRIES: &str = "govsync_retries_total";
+pub const STALLED: &str = "govsync_partition_stalled";
+pub const QUALITY_GAIN: &str = "govsync_quality_score_gain";
+pub const SIDE_OUTPUTS: &str = "govsync_side_outputs_total";
+pub const KAFKA_TXNS: &str = "govsync_kafka_transactions_total";
+pub const ASSIGNED: &str = "govsync_partitions_assigned";
+pub const LAST_COMMIT: &str = "govsync_last_commit_timestamp_seconds";
+pub const BUFFERED: &str = "govsync_buffered_records";
+pub const PAUSED: &str = "govsync_partition_paused";
+pub const RATE_LIMIT_WAIT: &str = "govsync_rate_limit_wait_seconds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+            let e2e = [0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1800.0];
+            let sizes = [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0];
+            let gain = [-0.5, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(END_TO_END_SECONDS.into()), &e2e))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_RECORDS.into()), &sizes))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUALITY_GAIN.into()), &gain))
+                .expect("bucket lists are non-empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may be installed (a test harness): keep ours
+            // as a handle only then.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(RECORDS, "Records by outcome (applied, flagged, review, conflict, stale, duplicate, invalid, poison, skipped), data type and region.");
+    describe_counter!(BATCHES, "Batches by status (committed, retried, failed).");
+    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Duration of a batch's database transaction.");
+    describe_histogram!(END_TO_END_SECONDS, Unit::Seconds, "Kafka message timestamp to database commit.");
+    describe_gauge!(BATCH_TARGET_SIZE, "Current adaptive batch size target per partition.");
+    describe_histogram!(BATCH_RECORDS, "Records per committed batch.");
+    describe_gauge!(IN_FLIGHT, "Batches currently in their database transaction.");
+    describe_gauge!(LAG, "Consumer lag per partition (high watermark minus next offset to apply).");
+    describe_counter!(RETRIES, "Batch retries by error class.");
+    describe_gauge!(STALLED, "1 while a partition is stalled on an infrastructure fault.");
+    describe_histogram!(QUALITY_GAIN, "Quality score after minus before, per applied record.");
+    describe_counter!(SIDE_OUTPUTS, "Messages published to the review and dead-letter topics.");
+    describe_counter!(KAFKA_TXNS, "Kafka transactions by result.");
+    describe_gauge!(ASSIGNED, "Partitions assigned to this instance.");
+    describe_gauge!(LAST_COMMIT, "Unix time of the last committed batch.");
+    describe_gauge!(BUFFERED, "Records buffered per partition, waiting for a batch.");
+    describe_gauge!(PAUSED, "1 while a partition is paused for backpressure.");
+    describe_histogram!(RATE_LIMIT_WAIT, Unit::Seconds, "Time a batch waited on the rate limits.");
+}
+
+pub fn records(outcome: &str, data_type: &str, region: &str, n: u64) {
+    if n > 0 {
+        counter!(RECORDS, "outcome" => outcome.to_string(), "data_type" => data_type.to_string(), "region" => region.to_string())
+            .increment(n);
+    }
+}
+
+pub fn batch(status: &'static str) {
+    counter!(BATCHES, "status" => status).increment(1);
+}
+
+pub fn commit_latency(seconds: f64) {
+    histogram!(COMMIT_SECONDS).record(seconds);
+}
+
+pub fn end_to_end(seconds: f64) {
+    histogram!(END_TO_END_SECONDS).record(seconds);
+}
+
+pub fn batch_records(n: usize) {
+    histogram!(BATCH_RECORDS).record(n as f64);
+}
+
+pub fn target_size(partition: i32, size: usize) {
+    gauge!(BATCH_TARGET_SIZE, "partition" => partition.to_string()).set(size as f64);
+}
+
+pub fn in_flight(n: usize) {
+    gauge!(IN_FLIGHT).set(n as f64);
+}
+
+pub fn lag(partition: i32, lag: i64) {
+    gauge!(LAG, "partition" => partition.to_string()).set(lag.max(0) as f64);
+}
+
+pub fn retry(class: &'static str) {
+    counter!(RETRIES, "class" => class).increment(1);
+}
+
+pub fn stalled(partition: i32, stalled: bool) {
+    gauge!(STALLED, "partition" => partition.to_string()).set(if stalled { 1.0 } else { 0.0 });
+}
+
+pub fn quality_gain(g: f64) {
+    histogram!(QUALITY_GAIN).record(g);
+}
+
+pub fn side_outputs(topic_kind: &'static str, n: usize) {
+    if n > 0 {
+        counter!(SIDE_OUTPUTS, "topic" => topic_kind).increment(n as u64);
+    }
+}
+
+pub fn kafka_txn(result: &'static str) {
+    counter!(KAFKA_TXNS, "result" => result).increment(1);
+}
+
+pub fn assigned(n: usize) {
+    gauge!(ASSIGNED).set(n as f64);
+}
+
+pub fn last_commit_now() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    gauge!(LAST_COMMIT).set(now);
+}
+
+pub fn buffered(partition: i32, n: usize) {
+    gauge!(BUFFERED, "partition" => partition.to_string()).set(n as f64);
+}
+
+pub fn paused(partition: i32, paused: bool) {
+    gauge!(PAUSED, "partition" => partition.to_string()).set(if paused { 1.0 } else { 0.0 });
+}
+
+pub fn rate_limit_wait(seconds: f64) {
+    histogram!(RATE_LIMIT_WAIT).record(seconds);
+}
