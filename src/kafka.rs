@@ -35,11 +35,18 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "range,roundrobin")
-        .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
-        .set("heartbeat.interval.ms", (cfg.session_timeout.as_millis() / 4).max(100).to_string())
+        .set(
+            "session.timeout.ms",
+            cfg.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout.as_millis() / 4).max(100).to_string(),
+        )
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.max.bytes", "8388608")
-        .set("max.partition.fetch.bytes", "1048576");
+        .set("max.partition.fetch.bytes", "1048576")
+        .set("statistics.interval.ms", "5000");
     if cfg.static_membership {
         c.set("group.instance.id", &cfg.instance_id);
     }
@@ -54,10 +61,15 @@ pub fn producer_config(cfg: &KafkaConfig, transactional: bool) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set("message.max.bytes", (cfg.max_message_bytes + 64 * 1024).to_string());
+        .set(
+            "message.max.bytes",
+            (cfg.max_message_bytes + 64 * 1024).to_string(),
+        );
     if transactional {
-        c.set("transactional.id", cfg.transactional_id())
-            .set("transaction.timeout.ms", cfg.transaction_timeout.as_millis().to_string());
+        c.set("transactional.id", cfg.transactional_id()).set(
+            "transaction.timeout.ms",
+            cfg.transaction_timeout.as_millis().to_string(),
+        );
     }
     c
 }
@@ -114,7 +126,11 @@ pub async fn publish(
             if let Some(k) = &key {
                 rec = rec.key(k);
             }
-            producer.send(rec, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
+            producer
+                .send(rec, Duration::from_secs(30))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
         });
         n += 1;
         // Bound the futures in flight.

@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod event;
 pub mod failpoint;
 pub mod kafka;

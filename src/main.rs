@@ -12,7 +12,10 @@ use govsync::{kafka, ops, pipeline, sink, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("govsync: cannot start the runtime: {e}");
@@ -54,7 +57,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = sink::connect(&cfg.database).await?;
             let done = db.migrate(with_target_table).await?;
             let mut out = stdout.lock();
-            writeln!(out, "database ({}): migrated {}", db.kind(), done.join(", "))?;
+            writeln!(
+                out,
+                "database ({}): migrated {}",
+                db.kind(),
+                done.join(", ")
+            )?;
             if topics {
                 let created = kafka::ensure_topics(
                     &kafka::tool_config(&cfg.kafka),
@@ -67,7 +75,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await
                 .context("creating topics")?;
-                writeln!(out, "kafka: created topics: {}", if created.is_empty() { "none (all exist)".into() } else { created.join(", ") })?;
+                writeln!(
+                    out,
+                    "kafka: created topics: {}",
+                    if created.is_empty() {
+                        "none (all exist)".into()
+                    } else {
+                        created.join(", ")
+                    }
+                )?;
             }
             db.close().await;
             Ok(ExitCode::SUCCESS)
@@ -77,10 +93,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let input: Box<dyn std::io::BufRead> = if file == "-" {
                 Box::new(BufReader::new(std::io::stdin()))
             } else {
-                Box::new(BufReader::new(std::fs::File::open(&file).with_context(|| format!("opening {file}"))?))
+                Box::new(BufReader::new(
+                    std::fs::File::open(&file).with_context(|| format!("opening {file}"))?,
+                ))
             };
-            let s = ops::validate::run(input, &mut stdout.lock(), cfg.kafka.max_message_bytes, &cfg.rules)?;
-            Ok(if s.invalid > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            let s = ops::validate::run(
+                input,
+                &mut stdout.lock(),
+                cfg.kafka.max_message_bytes,
+                &cfg.rules,
+            )?;
+            Ok(if s.invalid > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Produce { config, file } => {
             let cfg = load(&config)?;
@@ -89,16 +116,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
             };
-            let producer: rdkafka::producer::FutureProducer = kafka::tool_config(&cfg.kafka).create()?;
+            let producer: rdkafka::producer::FutureProducer =
+                kafka::tool_config(&cfg.kafka).create()?;
             let events = text
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| (kafka::region_key(l.as_bytes()), l.as_bytes().to_vec()));
             let n = kafka::publish(&producer, &cfg.kafka.source_topic, events).await?;
-            writeln!(stdout.lock(), "published {n} events to {}", cfg.kafka.source_topic)?;
+            writeln!(
+                stdout.lock(),
+                "published {n} events to {}",
+                cfg.kafka.source_topic
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollback { config, batch, dry_run } => {
+        Command::Rollback {
+            config,
+            batch,
+            dry_run,
+        } => {
             let cfg = load(&config)?;
             let db = sink::connect(&cfg.database).await?;
             let report = sink::protocol::rollback(db.as_ref(), &batch, dry_run).await?;
@@ -140,7 +176,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig(arg) => {
             let ok = ops::check::run(arg.config.as_deref(), &mut stdout.lock()).await?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Dlq(_) | Command::Demo(_) => {
             anyhow::bail!("this command is not available in this build yet")
@@ -150,8 +190,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `govsync run`: the processor until SIGINT/SIGTERM.
 async fn run_processor(cfg: Arc<Config>) -> anyhow::Result<()> {
-    let db = sink::connect(&cfg.database).await.context("connecting to the database")?;
-    db.ping().await.context("the database does not answer (check database.url)")?;
+    let db = sink::connect(&cfg.database)
+        .await
+        .context("connecting to the database")?;
+    db.ping()
+        .await
+        .context("the database does not answer (check database.url)")?;
     let shutdown = CancellationToken::new();
     if let Some(addr) = cfg.metrics_listen {
         let handle = telemetry::metrics::install();
@@ -166,7 +210,8 @@ async fn run_processor(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}

@@ -29,7 +29,10 @@ pub struct RawMessage {
 
 impl RawMessage {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// How many times this message has been replayed from the DLQ.
@@ -112,13 +115,19 @@ pub fn dead_letter(raw: &RawMessage, f: &Failure, dlq_topic: &str) -> OutMessage
     add(headers::ERROR_CLASS, f.class.clone());
     // Error messages name fields, never values, so they carry no PII; cap
     // them anyway so a pathological message cannot bloat the DLQ.
-    add(headers::ERROR_MESSAGE, f.message.chars().take(1000).collect());
+    add(
+        headers::ERROR_MESSAGE,
+        f.message.chars().take(1000).collect(),
+    );
     add(headers::SOURCE_TOPIC, raw.topic.clone());
     add(headers::SOURCE_PARTITION, raw.partition.to_string());
     add(headers::SOURCE_OFFSET, raw.offset.to_string());
     add(headers::BATCH_ID, f.batch_id.clone());
     add(headers::ATTEMPTS, f.attempts.max(1).to_string());
-    add(headers::FIRST_FAILED_AT, rfc3339(f.first_failed_at.unwrap_or_else(Utc::now)));
+    add(
+        headers::FIRST_FAILED_AT,
+        rfc3339(f.first_failed_at.unwrap_or_else(Utc::now)),
+    );
     add(headers::VERSION, env!("CARGO_PKG_VERSION").to_string());
     if raw.header(headers::REPLAY_COUNT).is_none() {
         add(headers::REPLAY_COUNT, "0".into());
@@ -202,10 +211,17 @@ pub fn review(
     let cols: Vec<Column> = c.writes.iter().map(|(col, _)| *col).collect();
     let mut proposed = serde_json::Map::new();
     for (col, v) in &c.writes {
-        proposed.insert(col.name().to_string(), serde_json::to_value(v).unwrap_or_default());
+        proposed.insert(
+            col.name().to_string(),
+            serde_json::to_value(v).unwrap_or_default(),
+        );
     }
-    let event_text = raw.value.as_deref().and_then(|v| std::str::from_utf8(v).ok());
-    let event: Option<Box<RawValue>> = event_text.and_then(|t| RawValue::from_string(t.to_string()).ok());
+    let event_text = raw
+        .value
+        .as_deref()
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let event: Option<Box<RawValue>> =
+        event_text.and_then(|t| RawValue::from_string(t.to_string()).ok());
     let priority = match reason {
         ReviewReason::CheckContradiction | ReviewReason::Conflict => "high",
         ReviewReason::Flagged => "medium",
@@ -221,7 +237,11 @@ pub fn review(
         review_priority: c
             .writes
             .iter()
-            .find_map(|(col, v)| (*col == Column::ReviewPriority).then(|| v.as_text()).flatten())
+            .find_map(|(col, v)| {
+                (*col == Column::ReviewPriority)
+                    .then(|| v.as_text())
+                    .flatten()
+            })
             .unwrap_or(priority),
         written,
         current: current.map(|r| r.image(&cols)),
@@ -240,10 +260,23 @@ pub fn review(
         key: Some(c.customer_id.as_bytes().to_vec()),
         payload: Some(serde_json::to_vec(&doc).expect("review document serialises")),
         headers: vec![
-            ("govsync.review.reason".into(), serde_json::to_string(&reason).unwrap_or_default().trim_matches('"').as_bytes().to_vec()),
+            (
+                "govsync.review.reason".into(),
+                serde_json::to_string(&reason)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .as_bytes()
+                    .to_vec(),
+            ),
             (headers::SOURCE_TOPIC.into(), raw.topic.as_bytes().to_vec()),
-            (headers::SOURCE_PARTITION.into(), raw.partition.to_string().into_bytes()),
-            (headers::SOURCE_OFFSET.into(), raw.offset.to_string().into_bytes()),
+            (
+                headers::SOURCE_PARTITION.into(),
+                raw.partition.to_string().into_bytes(),
+            ),
+            (
+                headers::SOURCE_OFFSET.into(),
+                raw.offset.to_string().into_bytes(),
+            ),
         ],
     }
 }
@@ -305,7 +338,12 @@ mod tests {
         assert_eq!(m.key.as_deref(), Some(&b"3201"[..]));
         assert_eq!(m.payload.as_deref(), Some(&[0xff, 0x00, b'x'][..]));
         assert_eq!(m.headers[0], ("trace".to_string(), vec![1, 2, 3]));
-        let get = |k: &str| m.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8(v.clone()).unwrap());
+        let get = |k: &str| {
+            m.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        };
         assert_eq!(get(headers::ERROR_CLASS).as_deref(), Some("malformed"));
         assert_eq!(get(headers::SOURCE_OFFSET).as_deref(), Some("42"));
         assert_eq!(get(headers::REPLAY_COUNT).as_deref(), Some("0"));
@@ -313,7 +351,10 @@ mod tests {
 
     #[test]
     fn headers_round_trip() {
-        let h = vec![("a".to_string(), vec![]), ("é".to_string(), vec![0, 1, 255])];
+        let h = vec![
+            ("a".to_string(), vec![]),
+            ("é".to_string(), vec![0, 1, 255]),
+        ];
         assert_eq!(decode_headers(&encode_headers(&h)).unwrap(), h);
         assert!(decode_headers(&[0, 5, b'a']).is_none());
     }

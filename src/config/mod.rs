@@ -90,7 +90,11 @@ pub struct BatchConfig {
 impl BatchConfig {
     /// Bounds for a data type, within the absolute bounds.
     pub fn bounds(&self, dt: DataType) -> (usize, usize) {
-        let (lo, hi) = self.per_type.get(&dt).copied().unwrap_or((self.min_size, self.max_size));
+        let (lo, hi) = self
+            .per_type
+            .get(&dt)
+            .copied()
+            .unwrap_or((self.min_size, self.max_size));
         (lo.max(self.min_size), hi.min(self.max_size))
     }
 }
@@ -144,14 +148,26 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
         if !p.exists() {
             return Err(err(
                 "--config",
-                format!("{} does not exist; pass an existing file (see config/govsync.toml)", p.display()),
+                format!(
+                    "{} does not exist; pass an existing file (see config/govsync.toml)",
+                    p.display()
+                ),
             ));
         }
         fig = fig.merge(Toml::file(p));
     }
-    fig = fig.merge(Env::prefixed("GOVSYNC_").split("__").ignore(&["CRASH_AT", "DB_PASSWORD", "CONFIG", "LOG"]));
+    fig = fig.merge(Env::prefixed("GOVSYNC_").split("__").ignore(&[
+        "CRASH_AT",
+        "DB_PASSWORD",
+        "CONFIG",
+        "LOG",
+    ]));
     fig.extract::<RawConfig>().map_err(|e| {
-        let key = if e.path.is_empty() { "(file)".to_string() } else { e.path.join(".") };
+        let key = if e.path.is_empty() {
+            "(file)".to_string()
+        } else {
+            e.path.join(".")
+        };
         let hint = match &e.kind {
             figment::error::Kind::UnknownField(f, expected) => format!(
                 "unknown key `{f}`; known keys here: {}. Fix the spelling or remove it",
@@ -162,7 +178,11 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
             }
             other => other.to_string(),
         };
-        let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+        let origin = e
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (from {})", m.name))
+            .unwrap_or_default();
         err(&key, format!("{hint}{origin}"))
     })
 }
@@ -173,8 +193,12 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 }
 
 fn duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| err(key, format!("`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\"")))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        err(
+            key,
+            format!("`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""),
+        )
+    })
 }
 
 fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
@@ -188,11 +212,15 @@ fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
 fn topic(key: &str, s: &str) -> Result<String, ConfigError> {
     let ok = !s.is_empty()
         && s.len() <= 249
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
     if ok {
         Ok(s.to_string())
     } else {
-        Err(err(key, format!("`{s}` is not a valid topic name (letters, digits, . _ -, at most 249)")))
+        Err(err(
+            key,
+            format!("`{s}` is not a valid topic name (letters, digits, . _ -, at most 249)"),
+        ))
     }
 }
 
@@ -200,11 +228,17 @@ fn identifier(key: &str, s: &str) -> Result<String, ConfigError> {
     let ok = !s.is_empty()
         && s.len() <= 128
         && s.as_bytes()[0].is_ascii_alphabetic()
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
     if ok {
         Ok(s.to_string())
     } else {
-        Err(err(key, format!("`{s}` is not a plain SQL identifier (letters, digits, _ and one . for a schema)")))
+        Err(err(
+            key,
+            format!(
+                "`{s}` is not a plain SQL identifier (letters, digits, _ and one . for a schema)"
+            ),
+        ))
     }
 }
 
@@ -213,36 +247,64 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     // Kafka.
     let k = &r.kafka;
     if k.bootstrap_servers.trim().is_empty() {
-        return Err(err("kafka.bootstrap_servers", "is empty; set host:port of at least one broker"));
+        return Err(err(
+            "kafka.bootstrap_servers",
+            "is empty; set host:port of at least one broker",
+        ));
     }
     for hp in k.bootstrap_servers.split(',') {
         let hp = hp.trim();
-        let port_ok = hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        let port_ok = hp
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
         if !port_ok {
-            return Err(err("kafka.bootstrap_servers", format!("`{hp}` is not host:port (e.g. 127.0.0.1:9092)")));
+            return Err(err(
+                "kafka.bootstrap_servers",
+                format!("`{hp}` is not host:port (e.g. 127.0.0.1:9092)"),
+            ));
         }
     }
     if k.group_id.trim().is_empty() {
         return Err(err("kafka.group_id", "is empty; name the consumer group"));
     }
-    let instance_id = if k.instance_id.trim().is_empty() { host_name() } else { k.instance_id.trim().to_string() };
+    let instance_id = if k.instance_id.trim().is_empty() {
+        host_name()
+    } else {
+        k.instance_id.trim().to_string()
+    };
     let source = topic("kafka.source_topic", &k.source_topic)?;
     let review = topic("kafka.review_topic", &k.review_topic)?;
     let dlq = topic("kafka.dlq_topic", &k.dlq_topic)?;
     if source == dlq || source == review || review == dlq {
-        return Err(err("kafka.dlq_topic", "source, review and dead-letter topics must be three different topics"));
+        return Err(err(
+            "kafka.dlq_topic",
+            "source, review and dead-letter topics must be three different topics",
+        ));
     }
     let delivery = match k.delivery.as_str() {
         "transactional" => Delivery::Transactional,
         "idempotent" => Delivery::Idempotent,
-        other => return Err(err("kafka.delivery", format!("`{other}`: use \"transactional\" or \"idempotent\""))),
+        other => {
+            return Err(err(
+                "kafka.delivery",
+                format!("`{other}`: use \"transactional\" or \"idempotent\""),
+            ));
+        }
     };
     if k.max_message_bytes < 1024 {
         return Err(err("kafka.max_message_bytes", "must be at least 1024"));
     }
     let mut client: Vec<(String, String)> = k.client.clone().into_iter().collect();
     for (name, _) in &client {
-        if ["enable.auto.commit", "group.id", "bootstrap.servers", "transactional.id", "isolation.level"].contains(&name.as_str()) {
+        if [
+            "enable.auto.commit",
+            "group.id",
+            "bootstrap.servers",
+            "transactional.id",
+            "isolation.level",
+        ]
+        .contains(&name.as_str())
+        {
             return Err(err(
                 &format!("kafka.client.{name}"),
                 "is set by govsync itself (exactly-once depends on it); remove it",
@@ -262,7 +324,10 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
         dlq_topic: dlq,
         delivery,
         max_message_bytes: k.max_message_bytes,
-        session_timeout: positive("kafka.session_timeout", duration("kafka.session_timeout", &k.session_timeout)?)?,
+        session_timeout: positive(
+            "kafka.session_timeout",
+            duration("kafka.session_timeout", &k.session_timeout)?,
+        )?,
         transaction_timeout: positive(
             "kafka.transaction_timeout",
             duration("kafka.transaction_timeout", &k.transaction_timeout)?,
@@ -275,15 +340,27 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     let (kind, url, url_password) = parse_db_url(&d.url)?;
     let password = if !d.password_file.is_empty() {
         let p = std::fs::read_to_string(&d.password_file).map_err(|e| {
-            err("database.password_file", format!("cannot read {}: {e}", d.password_file))
+            err(
+                "database.password_file",
+                format!("cannot read {}: {e}", d.password_file),
+            )
         })?;
         Some(p.trim_end_matches(['\n', '\r']).to_string())
-    } else if let Some(p) = std::env::var(&d.password_env).ok().filter(|_| !d.password_env.is_empty()) {
+    } else if let Some(p) = std::env::var(&d.password_env)
+        .ok()
+        .filter(|_| !d.password_env.is_empty())
+    {
         Some(p)
     } else {
         url_password
     };
-    if kind == DbKind::Oracle && d.url.contains('@') && d.url.split('@').next().is_some_and(|u| u.contains(':') && u.matches(':').count() > 1) {
+    if kind == DbKind::Oracle
+        && d.url.contains('@')
+        && d.url
+            .split('@')
+            .next()
+            .is_some_and(|u| u.contains(':') && u.matches(':').count() > 1)
+    {
         return Err(err(
             "database.url",
             "contains a password; put it in the environment variable named by database.password_env or in database.password_file",
@@ -297,11 +374,24 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
         url,
         password,
         pool_size: d.pool_size,
-        schema: if d.schema.is_empty() { None } else { Some(identifier("database.schema", &d.schema)?) },
+        schema: if d.schema.is_empty() {
+            None
+        } else {
+            Some(identifier("database.schema", &d.schema)?)
+        },
         target_table: identifier("database.target_table", &d.target_table)?,
-        statement_timeout: positive("database.statement_timeout", duration("database.statement_timeout", &d.statement_timeout)?)?,
-        lock_timeout: positive("database.lock_timeout", duration("database.lock_timeout", &d.lock_timeout)?)?,
-        connect_timeout: positive("database.connect_timeout", duration("database.connect_timeout", &d.connect_timeout)?)?,
+        statement_timeout: positive(
+            "database.statement_timeout",
+            duration("database.statement_timeout", &d.statement_timeout)?,
+        )?,
+        lock_timeout: positive(
+            "database.lock_timeout",
+            duration("database.lock_timeout", &d.lock_timeout)?,
+        )?,
+        connect_timeout: positive(
+            "database.connect_timeout",
+            duration("database.connect_timeout", &d.connect_timeout)?,
+        )?,
     };
 
     // Batches.
@@ -312,19 +402,32 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     if b.min_size > b.max_size {
         return Err(err(
             "batch.min_size",
-            format!("({}) is greater than batch.max_size ({}); make min_size ≤ max_size", b.min_size, b.max_size),
+            format!(
+                "({}) is greater than batch.max_size ({}); make min_size ≤ max_size",
+                b.min_size, b.max_size
+            ),
         ));
     }
     let mut per_type = HashMap::new();
-    for (dt, [lo, hi]) in [(DataType::Address, b.address), (DataType::IdCard, b.id_card), (DataType::Phone, b.phone)] {
+    for (dt, [lo, hi]) in [
+        (DataType::Address, b.address),
+        (DataType::IdCard, b.id_card),
+        (DataType::Phone, b.phone),
+    ] {
         let key = format!("batch.{dt}");
         if lo > hi {
-            return Err(err(&key, format!("[{lo}, {hi}] is inverted; write [min, max] with min ≤ max")));
+            return Err(err(
+                &key,
+                format!("[{lo}, {hi}] is inverted; write [min, max] with min ≤ max"),
+            ));
         }
         if hi < b.min_size || lo > b.max_size {
             return Err(err(
                 &key,
-                format!("[{lo}, {hi}] lies outside batch.min_size..batch.max_size ({}..{})", b.min_size, b.max_size),
+                format!(
+                    "[{lo}, {hi}] lies outside batch.min_size..batch.max_size ({}..{})",
+                    b.min_size, b.max_size
+                ),
             ));
         }
         per_type.insert(dt, (lo, hi));
@@ -350,7 +453,10 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     if f.max_buffered_per_partition < b.max_size {
         return Err(err(
             "flow.max_buffered_per_partition",
-            format!("({}) is below batch.max_size ({}): a full batch could never form", f.max_buffered_per_partition, b.max_size),
+            format!(
+                "({}) is below batch.max_size ({}): a full batch could never form",
+                f.max_buffered_per_partition, b.max_size
+            ),
         ));
     }
     let flow = FlowConfig {
@@ -363,18 +469,31 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
 
     let rt = &r.retry;
     let retry = RetryConfig {
-        connection_base: positive("retry.connection_base", duration("retry.connection_base", &rt.connection_base)?)?,
+        connection_base: positive(
+            "retry.connection_base",
+            duration("retry.connection_base", &rt.connection_base)?,
+        )?,
         connection_attempts: rt.connection_attempts,
-        timeout_step: positive("retry.timeout_step", duration("retry.timeout_step", &rt.timeout_step)?)?,
+        timeout_step: positive(
+            "retry.timeout_step",
+            duration("retry.timeout_step", &rt.timeout_step)?,
+        )?,
         timeout_attempts: rt.timeout_attempts,
         conflict_attempts: rt.conflict_attempts,
-        stalled_backoff_max: positive("retry.stalled_backoff_max", duration("retry.stalled_backoff_max", &rt.stalled_backoff_max)?)?,
+        stalled_backoff_max: positive(
+            "retry.stalled_backoff_max",
+            duration("retry.stalled_backoff_max", &rt.stalled_backoff_max)?,
+        )?,
     };
 
     // Rules.
     let ru = &r.rules;
-    let local_offset = parse_offset(&ru.local_offset)
-        .ok_or_else(|| err("rules.local_offset", format!("`{}` is not a UTC offset like +08:00", ru.local_offset)))?;
+    let local_offset = parse_offset(&ru.local_offset).ok_or_else(|| {
+        err(
+            "rules.local_offset",
+            format!("`{}` is not a UTC offset like +08:00", ru.local_offset),
+        )
+    })?;
     let mut allow = HashMap::new();
     for (name, cols) in &ru.allow {
         let key = format!("rules.allow.{name}");
@@ -384,7 +503,13 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
         for c in cols {
             let col = Column::parse(c).ok_or_else(|| {
                 let known: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
-                err(&key, format!("`{c}` is not a column govsync can write (known: {})", known.join(", ")))
+                err(
+                    &key,
+                    format!(
+                        "`{c}` is not a column govsync can write (known: {})",
+                        known.join(", ")
+                    ),
+                )
             })?;
             list.push(col);
         }
@@ -393,12 +518,18 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     let mut conflict = HashMap::new();
     for (name, p) in &ru.conflict {
         let key = format!("rules.conflict.{name}");
-        let dt = DataType::parse(name).ok_or_else(|| err(&key, "unknown data type; use address, id_card or phone"))?;
+        let dt = DataType::parse(name)
+            .ok_or_else(|| err(&key, "unknown data type; use address, id_card or phone"))?;
         let policy = match p.as_str() {
             "review" => ConflictPolicy::Review,
             "overwrite" => ConflictPolicy::Overwrite,
             "merge" => ConflictPolicy::Merge,
-            other => return Err(err(&key, format!("`{other}`: use review, overwrite or merge"))),
+            other => {
+                return Err(err(
+                    &key,
+                    format!("`{other}`: use review, overwrite or merge"),
+                ));
+            }
         };
         conflict.insert(dt, policy);
     }
@@ -416,17 +547,34 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
         None
     } else {
         Some(r.metrics.listen.trim().parse().map_err(|_| {
-            err("metrics.listen", format!("`{}` is not ip:port (e.g. 127.0.0.1:9464); leave empty to disable", r.metrics.listen))
+            err(
+                "metrics.listen",
+                format!(
+                    "`{}` is not ip:port (e.g. 127.0.0.1:9464); leave empty to disable",
+                    r.metrics.listen
+                ),
+            )
         })?)
     };
     let log_format = match r.log.format.as_str() {
         "auto" => LogFormat::Auto,
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
-        other => return Err(err("log.format", format!("`{other}`: use auto, json or text"))),
+        other => {
+            return Err(err(
+                "log.format",
+                format!("`{other}`: use auto, json or text"),
+            ));
+        }
     };
     if tracing_subscriber::EnvFilter::try_new(&r.log.level).is_err() {
-        return Err(err("log.level", format!("`{}` is not a filter like info or govsync=debug", r.log.level)));
+        return Err(err(
+            "log.level",
+            format!(
+                "`{}` is not a filter like info or govsync=debug",
+                r.log.level
+            ),
+        ));
     }
     Ok(Config {
         kafka,
@@ -464,27 +612,41 @@ fn parse_db_url(url: &str) -> Result<(DbKind, String, Option<String>), ConfigErr
     let key = "database.url";
     let url = url.trim();
     let (scheme, rest) = url.split_once(':').ok_or_else(|| {
-        err(key, format!("`{url}` has no scheme; use postgres://…, sqlite://… or oracle://…"))
+        err(
+            key,
+            format!("`{url}` has no scheme; use postgres://…, sqlite://… or oracle://…"),
+        )
     })?;
     let kind = match scheme {
         "postgres" | "postgresql" => DbKind::Postgres,
         "sqlite" => DbKind::Sqlite,
         "oracle" => DbKind::Oracle,
         other => {
-            return Err(err(key, format!("unknown database `{other}`; use postgres://…, sqlite://… or oracle://…")));
+            return Err(err(
+                key,
+                format!("unknown database `{other}`; use postgres://…, sqlite://… or oracle://…"),
+            ));
         }
     };
     if kind == DbKind::Sqlite {
         let path = rest.trim_start_matches("//");
         if path.is_empty() {
-            return Err(err(key, "sqlite URL has no file; write sqlite://path/to/file.db"));
+            return Err(err(
+                key,
+                "sqlite URL has no file; write sqlite://path/to/file.db",
+            ));
         }
         return Ok((kind, url.to_string(), None));
     }
     let Some(authority_path) = rest.strip_prefix("//") else {
-        return Err(err(key, format!("`{url}` is not scheme://user@host:port/name")));
+        return Err(err(
+            key,
+            format!("`{url}` is not scheme://user@host:port/name"),
+        ));
     };
-    let (authority, path) = authority_path.split_once('/').unwrap_or((authority_path, ""));
+    let (authority, path) = authority_path
+        .split_once('/')
+        .unwrap_or((authority_path, ""));
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -498,7 +660,10 @@ fn parse_db_url(url: &str) -> Result<(DbKind, String, Option<String>), ConfigErr
         return Err(err(key, format!("`{port}` is not a port number")));
     }
     if path.is_empty() {
-        return Err(err(key, format!("`{url}` names no database/service (…/name)")));
+        return Err(err(
+            key,
+            format!("`{url}` names no database/service (…/name)"),
+        ));
     }
     let (user, password) = match userinfo {
         Some(u) => match u.split_once(':') {
@@ -542,15 +707,50 @@ mod tests {
 
     #[test]
     fn broken_configs_name_the_key() {
-        let cases: Vec<(Box<dyn Fn(&mut RawConfig)>, &str)> = vec![
-            (Box::new(|r| r.kafka.bootstrap_servers = "localhost".into()), "kafka.bootstrap_servers"),
-            (Box::new(|r| r.database.url = "mysql://x/y".into()), "database.url"),
-            (Box::new(|r| r.batch.max_wait = "5 parsecs".into()), "batch.max_wait"),
+        type Mutation = Box<dyn Fn(&mut RawConfig)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|r| r.kafka.bootstrap_servers = "localhost".into()),
+                "kafka.bootstrap_servers",
+            ),
+            (
+                Box::new(|r| r.database.url = "mysql://x/y".into()),
+                "database.url",
+            ),
+            (
+                Box::new(|r| r.batch.max_wait = "5 parsecs".into()),
+                "batch.max_wait",
+            ),
             (Box::new(|r| r.batch.min_size = 6000), "batch.min_size"),
             (Box::new(|r| r.batch.phone = [5000, 3000]), "batch.phone"),
-            (Box::new(|r| r.rules.conflict.insert("phone".into(), "ignore".into()).map(drop).unwrap_or(())), "rules.conflict.phone"),
-            (Box::new(|r| { r.rules.allow.insert("phone".into(), vec!["password".into()]); }), "rules.allow.phone"),
-            (Box::new(|r| r.kafka.client.insert("enable.auto.commit".into(), "true".into()).map(drop).unwrap_or(())), "kafka.client.enable.auto.commit"),
+            (
+                Box::new(|r| {
+                    r.rules
+                        .conflict
+                        .insert("phone".into(), "ignore".into())
+                        .map(drop)
+                        .unwrap_or(())
+                }),
+                "rules.conflict.phone",
+            ),
+            (
+                Box::new(|r| {
+                    r.rules
+                        .allow
+                        .insert("phone".into(), vec!["password".into()]);
+                }),
+                "rules.allow.phone",
+            ),
+            (
+                Box::new(|r| {
+                    r.kafka
+                        .client
+                        .insert("enable.auto.commit".into(), "true".into())
+                        .map(drop)
+                        .unwrap_or(())
+                }),
+                "kafka.client.enable.auto.commit",
+            ),
         ];
         for (mutate, key) in cases {
             let mut r = RawConfig::default();
@@ -563,7 +763,14 @@ mod tests {
     #[test]
     fn db_urls() {
         let (k, u, p) = parse_db_url("postgres://govsync:secret@127.0.0.1:5432/govsync").unwrap();
-        assert_eq!((k, u.as_str(), p.as_deref()), (DbKind::Postgres, "postgres://govsync@127.0.0.1:5432/govsync", Some("secret")));
+        assert_eq!(
+            (k, u.as_str(), p.as_deref()),
+            (
+                DbKind::Postgres,
+                "postgres://govsync@127.0.0.1:5432/govsync",
+                Some("secret")
+            )
+        );
         let (k, _, _) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
         assert_eq!(k, DbKind::Oracle);
         assert!(parse_db_url("postgres://127.0.0.1:port/x").is_err());

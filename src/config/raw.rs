@@ -235,11 +235,17 @@ impl Default for RawRules {
                 .map(|d| {
                     (
                         d.as_str().to_string(),
-                        Column::default_allow_list(*d).iter().map(|c| c.name().to_string()).collect(),
+                        Column::default_allow_list(*d)
+                            .iter()
+                            .map(|c| c.name().to_string())
+                            .collect(),
                     )
                 })
                 .collect(),
-            conflict: DataType::ALL.iter().map(|d| (d.as_str().to_string(), "review".to_string())).collect(),
+            conflict: DataType::ALL
+                .iter()
+                .map(|d| (d.as_str().to_string(), "review".to_string()))
+                .collect(),
             max_poison_fraction: 0.1,
         }
     }

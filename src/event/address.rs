@@ -14,7 +14,11 @@ pub const LON_RANGE: (f64, f64) = (73.4, 135.1);
 fn after_level<'a>(s: &'a str, suffixes: &[&str]) -> Option<&'a str> {
     suffixes
         .iter()
-        .filter_map(|suf| s.find(suf).filter(|&i| i > 0).map(|i| (i, &s[i + suf.len()..])))
+        .filter_map(|suf| {
+            s.find(suf)
+                .filter(|&i| i > 0)
+                .map(|i| (i, &s[i + suf.len()..]))
+        })
         .min_by_key(|(i, _)| *i)
         .map(|(_, rest)| rest)
 }
@@ -28,8 +32,8 @@ pub fn check_levels(addr: &str) -> Result<(), String> {
     let rest = if let Some(m) = MUNICIPALITIES.iter().find(|m| addr.starts_with(*m)) {
         &addr[m.len()..]
     } else {
-        let after_province = after_level(addr, &["省", "自治区"])
-            .ok_or("has no province level (…省 or …自治区)")?;
+        let after_province =
+            after_level(addr, &["省", "自治区"]).ok_or("has no province level (…省 or …自治区)")?;
         after_level(after_province, &["市", "自治州", "地区", "盟"])
             .ok_or("has no city level (…市, …自治州, …地区 or …盟)")?
     };
@@ -57,7 +61,10 @@ mod tests {
         assert!(check_levels("新疆维吾尔自治区乌鲁木齐市天山区解放南路1号").is_ok());
         assert!(check_levels("江苏省苏州市昆山市前进西路1号").is_ok());
         assert!(check_levels("内蒙古自治区锡林郭勒盟锡林浩特市额尔敦路1号").is_ok());
-        assert!(check_levels("江苏南京玄武区中山路123").is_err(), "the seed's raw input");
+        assert!(
+            check_levels("江苏南京玄武区中山路123").is_err(),
+            "the seed's raw input"
+        );
         assert!(check_levels("南京市建邺区江东中路").is_err());
         assert!(check_levels("江苏省南京市中山路").is_err());
         assert!(check_levels("江苏省南京市玄武区").is_err());

@@ -177,7 +177,9 @@ impl Row {
             Column::ValidationStatus => text(&self.validation_status),
             Column::ReviewFlag => self.review_flag.map_or(Value::Null, Value::Bool),
             Column::ReviewPriority => text(&self.review_priority),
-            Column::LastGovernanceTime => self.last_governance_time.map_or(Value::Null, Value::Time),
+            Column::LastGovernanceTime => {
+                self.last_governance_time.map_or(Value::Null, Value::Time)
+            }
         }
     }
 
@@ -201,7 +203,10 @@ impl Row {
             matches!(
                 (c, v),
                 (_, Value::Null)
-                    | (Column::GeoLat | Column::GeoLon | Column::QualityScore, Value::Float(_))
+                    | (
+                        Column::GeoLat | Column::GeoLon | Column::QualityScore,
+                        Value::Float(_)
+                    )
                     | (Column::ReviewFlag, Value::Bool(_))
                     | (Column::LastGovernanceTime, Value::Time(_))
                     | (
@@ -247,7 +252,10 @@ impl Row {
     pub fn image(&self, cols: &[Column]) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for &c in cols {
-            m.insert(c.name().to_string(), serde_json::to_value(self.get(c)).unwrap_or_default());
+            m.insert(
+                c.name().to_string(),
+                serde_json::to_value(self.get(c)).unwrap_or_default(),
+            );
         }
         serde_json::Value::Object(m)
     }
@@ -276,8 +284,13 @@ mod tests {
     #[test]
     fn image_round_trips_through_json() {
         let mut row = Row::default();
-        let t = DateTime::parse_from_rfc3339("2024-01-15T02:20:00.123456Z").unwrap().with_timezone(&Utc);
-        row.set(Column::Address, &Value::Text("江苏省南京市玄武区中山路123号".into()));
+        let t = DateTime::parse_from_rfc3339("2024-01-15T02:20:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        row.set(
+            Column::Address,
+            &Value::Text("江苏省南京市玄武区中山路123号".into()),
+        );
         row.set(Column::QualityScore, &Value::Float(0.92));
         row.set(Column::ReviewFlag, &Value::Bool(true));
         row.set(Column::LastGovernanceTime, &Value::Time(t));

@@ -67,7 +67,10 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
 
 /// Turns a serde failure into the most useful class: not JSON at all, a
 /// version we do not read, or a schema violation naming the field.
-fn classify_serde_error(text: &str, err: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+fn classify_serde_error(
+    text: &str,
+    err: serde_path_to_error::Error<serde_json::Error>,
+) -> DecodeError {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return DecodeError::NotJson(e.to_string()),
@@ -139,7 +142,8 @@ fn matches(p: Pat, s: &str) -> bool {
         Pat::Snake => {
             !b.is_empty()
                 && b[0].is_ascii_lowercase()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
         }
         Pat::Text => !s.chars().any(|c| (c as u32) < 0x20),
     }
@@ -150,7 +154,12 @@ fn digits(b: &[u8]) -> bool {
 }
 
 fn is_date(b: &[u8]) -> bool {
-    b.len() == 10 && digits(&b[0..4]) && b[4] == b'-' && digits(&b[5..7]) && b[7] == b'-' && digits(&b[8..10])
+    b.len() == 10
+        && digits(&b[0..4])
+        && b[4] == b'-'
+        && digits(&b[5..7])
+        && b[7] == b'-'
+        && digits(&b[8..10])
 }
 
 /// `date SEP HH:MM:SS(.f{1,9})?(Z|±HH:MM)` with the offset required or optional.
@@ -173,7 +182,7 @@ fn is_datetime(b: &[u8], sep: u8, offset_required: bool) -> bool {
     match rest {
         [] => !offset_required,
         [b'Z'] => true,
-        [s, h1, h2, b':', m1, m2] if matches!(s, b'+' | b'-') => digits(&[*h1, *h2, *m1, *m2]),
+        [b'+' | b'-', h1, h2, b':', m1, m2] => digits(&[*h1, *h2, *m1, *m2]),
         _ => false,
     }
 }
@@ -194,13 +203,20 @@ impl Checker {
         if n < min {
             self.fail(path, format!("must be at least {min} characters long"));
         } else if n > max {
-            self.fail(path, format!("is {n} characters long, the maximum is {max}"));
+            self.fail(
+                path,
+                format!("is {n} characters long, the maximum is {max}"),
+            );
         } else if !matches(pat, s) {
             let what = match pat {
-                Pat::Ident => "letters, digits and . _ : - (starting with a letter or digit)".to_string(),
+                Pat::Ident => {
+                    "letters, digits and . _ : - (starting with a letter or digit)".to_string()
+                }
                 Pat::Digits(a, b) if a == b => format!("exactly {a} digits"),
                 Pat::Digits(a, b) => format!("{a} to {b} digits"),
-                Pat::DateTime => "an RFC 3339 date-time with offset, e.g. 2024-01-15T10:20:00+08:00".into(),
+                Pat::DateTime => {
+                    "an RFC 3339 date-time with offset, e.g. 2024-01-15T10:20:00+08:00".into()
+                }
                 Pat::LooseDateTime => "a date-time like 2024-01-10 14:30:00 or RFC 3339".into(),
                 Pat::Date => "a date like 2024-01-15".into(),
                 Pat::Snake => "lower-case letters, digits and _".into(),
@@ -224,10 +240,20 @@ impl Checker {
         }
     }
 
-    fn string_list(&mut self, path: &str, v: &Option<Vec<String>>, max_items: usize, max_len: usize, pat: Pat) {
+    fn string_list(
+        &mut self,
+        path: &str,
+        v: &Option<Vec<String>>,
+        max_items: usize,
+        max_len: usize,
+        pat: Pat,
+    ) {
         if let Some(items) = v {
             if items.len() > max_items {
-                self.fail(path, format!("has {} items, the maximum is {max_items}", items.len()));
+                self.fail(
+                    path,
+                    format!("has {} items, the maximum is {max_items}", items.len()),
+                );
             }
             for (i, s) in items.iter().enumerate() {
                 self.string(&format!("{path}[{i}]"), s, 0, max_len, pat);
@@ -259,7 +285,9 @@ fn check_structure(e: &Event) -> Result<(), DecodeError> {
     use limits::*;
     let mut c = Checker { error: None };
     if e.schema_version.0 != 1.0 {
-        return Err(DecodeError::UnsupportedVersion(e.schema_version.0.to_string()));
+        return Err(DecodeError::UnsupportedVersion(
+            e.schema_version.0.to_string(),
+        ));
     }
     c.string("event_id", &e.event_id, 1, ID_MAX, Pat::Ident);
     c.opt_string("batch_id", &e.batch_id, 1, BATCH_ID_MAX, Pat::Ident);
@@ -269,73 +297,226 @@ fn check_structure(e: &Event) -> Result<(), DecodeError> {
     c.string("customer_id", &e.customer_id, 1, ID_MAX, Pat::Ident);
 
     let o = &e.original_data;
-    c.opt_string("original_data.address", &o.address, 0, ADDRESS_MAX, Pat::Text);
+    c.opt_string(
+        "original_data.address",
+        &o.address,
+        0,
+        ADDRESS_MAX,
+        Pat::Text,
+    );
     c.opt_string("original_data.id_card", &o.id_card, 0, CODE_MAX, Pat::Text);
     c.opt_string("original_data.phone", &o.phone, 0, CODE_MAX, Pat::Text);
     c.opt_string("original_data.name", &o.name, 0, NAME_MAX, Pat::Text);
-    c.opt_string("original_data.last_update", &o.last_update, 19, 40, Pat::LooseDateTime);
-    c.opt_string("original_data.data_source", &o.data_source, 0, SHORT_MAX, Pat::Text);
+    c.opt_string(
+        "original_data.last_update",
+        &o.last_update,
+        19,
+        40,
+        Pat::LooseDateTime,
+    );
+    c.opt_string(
+        "original_data.data_source",
+        &o.data_source,
+        0,
+        SHORT_MAX,
+        Pat::Text,
+    );
     c.number("original_data.quality_score", o.quality_score, 0.0, 1.0);
 
     let g = &e.governance_result;
-    c.opt_string("governance_result.standardized_address", &g.standardized_address, 1, ADDRESS_MAX, Pat::Text);
-    c.number("governance_result.confidence_score", g.confidence_score, 0.0, 1.0);
-    c.opt_string("governance_result.validation_status", &g.validation_status, 1, CODE_MAX, Pat::Snake);
+    c.opt_string(
+        "governance_result.standardized_address",
+        &g.standardized_address,
+        1,
+        ADDRESS_MAX,
+        Pat::Text,
+    );
+    c.number(
+        "governance_result.confidence_score",
+        g.confidence_score,
+        0.0,
+        1.0,
+    );
+    c.opt_string(
+        "governance_result.validation_status",
+        &g.validation_status,
+        1,
+        CODE_MAX,
+        Pat::Snake,
+    );
     if let Some(geo) = &g.geocoding_result {
-        c.number("governance_result.geocoding_result.latitude", geo.latitude, -90.0, 90.0);
-        c.number("governance_result.geocoding_result.longitude", geo.longitude, -180.0, 180.0);
-        c.opt_string("governance_result.geocoding_result.accuracy", &geo.accuracy, 1, CODE_MAX, Pat::Snake);
+        c.number(
+            "governance_result.geocoding_result.latitude",
+            geo.latitude,
+            -90.0,
+            90.0,
+        );
+        c.number(
+            "governance_result.geocoding_result.longitude",
+            geo.longitude,
+            -180.0,
+            180.0,
+        );
+        c.opt_string(
+            "governance_result.geocoding_result.accuracy",
+            &geo.accuracy,
+            1,
+            CODE_MAX,
+            Pat::Snake,
+        );
     }
-    c.opt_string("governance_result.reference_source", &g.reference_source, 0, SHORT_MAX * 2, Pat::Text);
-    c.string_list("governance_result.quality_improvements", &g.quality_improvements, LIST_MAX, LIST_ITEM_MAX, Pat::Text);
+    c.opt_string(
+        "governance_result.reference_source",
+        &g.reference_source,
+        0,
+        SHORT_MAX * 2,
+        Pat::Text,
+    );
+    c.string_list(
+        "governance_result.quality_improvements",
+        &g.quality_improvements,
+        LIST_MAX,
+        LIST_ITEM_MAX,
+        Pat::Text,
+    );
     if let Some(r) = &g.region_validation {
-        c.opt_string("governance_result.region_validation.region_code", &r.region_code, 2, 6, Pat::Digits(2, 6));
-        c.opt_string("governance_result.region_validation.region_name", &r.region_name, 0, SHORT_MAX * 2, Pat::Text);
-        c.opt_string("governance_result.region_validation.status", &r.status, 1, CODE_MAX, Pat::Snake);
+        c.opt_string(
+            "governance_result.region_validation.region_code",
+            &r.region_code,
+            2,
+            6,
+            Pat::Digits(2, 6),
+        );
+        c.opt_string(
+            "governance_result.region_validation.region_name",
+            &r.region_name,
+            0,
+            SHORT_MAX * 2,
+            Pat::Text,
+        );
+        c.opt_string(
+            "governance_result.region_validation.status",
+            &r.status,
+            1,
+            CODE_MAX,
+            Pat::Snake,
+        );
     }
     if let Some(b) = &g.birth_date_analysis {
-        c.opt_string("governance_result.birth_date_analysis.extracted_date", &b.extracted_date, 10, 10, Pat::Date);
-        c.number("governance_result.birth_date_analysis.age", b.age.map(|a| a.0 as f64), 0.0, 200.0);
-        c.opt_string("governance_result.birth_date_analysis.reasonableness", &b.reasonableness, 1, CODE_MAX, Pat::Snake);
+        c.opt_string(
+            "governance_result.birth_date_analysis.extracted_date",
+            &b.extracted_date,
+            10,
+            10,
+            Pat::Date,
+        );
+        c.number(
+            "governance_result.birth_date_analysis.age",
+            b.age.map(|a| a.0 as f64),
+            0.0,
+            200.0,
+        );
+        c.opt_string(
+            "governance_result.birth_date_analysis.reasonableness",
+            &b.reasonableness,
+            1,
+            CODE_MAX,
+            Pat::Snake,
+        );
     }
-    c.string_list("governance_result.issues", &g.issues, LIST_MAX, LIST_ITEM_MAX, Pat::Text);
-    c.opt_string("governance_result.suggested_correction", &g.suggested_correction, 0, CODE_MAX, Pat::Text);
+    c.string_list(
+        "governance_result.issues",
+        &g.issues,
+        LIST_MAX,
+        LIST_ITEM_MAX,
+        Pat::Text,
+    );
+    c.opt_string(
+        "governance_result.suggested_correction",
+        &g.suggested_correction,
+        0,
+        CODE_MAX,
+        Pat::Text,
+    );
     c.number("governance_result.quality_score", g.quality_score, 0.0, 1.0);
     c.number("governance_result.confidence", g.confidence, 0.0, 1.0);
-    c.opt_string("governance_result.risk_level", &g.risk_level, 1, CODE_MAX, Pat::Snake);
+    c.opt_string(
+        "governance_result.risk_level",
+        &g.risk_level,
+        1,
+        CODE_MAX,
+        Pat::Snake,
+    );
     if let Some(ci) = &g.carrier_info {
         if ci.len() > 20 {
-            c.fail("governance_result.carrier_info", format!("has {} properties, the maximum is 20", ci.len()));
+            c.fail(
+                "governance_result.carrier_info",
+                format!("has {} properties, the maximum is 20", ci.len()),
+            );
         }
         for key in ["carrier", "number_type", "region"] {
             match ci.get(key) {
                 None => {}
-                Some(serde_json::Value::String(s)) => {
-                    c.string(&format!("governance_result.carrier_info.{key}"), s, 0, SHORT_MAX, Pat::Text)
-                }
-                Some(_) => c.fail(&format!("governance_result.carrier_info.{key}"), "must be a string".into()),
+                Some(serde_json::Value::String(s)) => c.string(
+                    &format!("governance_result.carrier_info.{key}"),
+                    s,
+                    0,
+                    SHORT_MAX,
+                    Pat::Text,
+                ),
+                Some(_) => c.fail(
+                    &format!("governance_result.carrier_info.{key}"),
+                    "must be a string".into(),
+                ),
             }
         }
     }
-    c.string_list("governance_result.risk_indicators", &g.risk_indicators, LIST_MAX, LIST_ITEM_MAX, Pat::Text);
+    c.string_list(
+        "governance_result.risk_indicators",
+        &g.risk_indicators,
+        LIST_MAX,
+        LIST_ITEM_MAX,
+        Pat::Text,
+    );
 
     let s = &e.sync_operation;
     if s.target_fields.is_empty() {
-        c.fail("sync_operation.target_fields", "must name at least one column".into());
+        c.fail(
+            "sync_operation.target_fields",
+            "must name at least one column".into(),
+        );
     }
     if s.target_fields.len() > TARGET_FIELDS_MAX {
         c.fail(
             "sync_operation.target_fields",
-            format!("has {} items, the maximum is {TARGET_FIELDS_MAX}", s.target_fields.len()),
+            format!(
+                "has {} items, the maximum is {TARGET_FIELDS_MAX}",
+                s.target_fields.len()
+            ),
         );
     }
     for (i, f) in s.target_fields.iter().enumerate() {
-        c.string(&format!("sync_operation.target_fields[{i}]"), f, 1, SHORT_MAX, Pat::Snake);
+        c.string(
+            &format!("sync_operation.target_fields[{i}]"),
+            f,
+            1,
+            SHORT_MAX,
+            Pat::Snake,
+        );
         if s.target_fields[..i].contains(f) {
-            c.fail(&format!("sync_operation.target_fields[{i}]"), format!("`{f}` is listed twice"));
+            c.fail(
+                &format!("sync_operation.target_fields[{i}]"),
+                format!("`{f}` is listed twice"),
+            );
         }
     }
-    c.string_list("sync_operation.validation_rules", &s.validation_rules, 32, SHORT_MAX, Pat::Snake);
+    c.string_list(
+        "sync_operation.validation_rules",
+        &s.validation_rules,
+        32,
+        SHORT_MAX,
+        Pat::Snake,
+    );
 
     // Conditional requirements (the schema's if/then per data_type).
     match e.data_type {
@@ -386,7 +567,9 @@ mod tests {
         assert_eq!(decode(b"{not json", 100).unwrap_err().class(), "malformed");
         assert_eq!(decode(&[b' '; 200], 100).unwrap_err().class(), "too_large");
         assert_eq!(
-            decode(br#"{"schema_version": 2, "x": 1}"#, 100).unwrap_err().class(),
+            decode(br#"{"schema_version": 2, "x": 1}"#, 100)
+                .unwrap_err()
+                .class(),
             "unsupported_version"
         );
         let e = decode(br#"[1,2]"#, 100).unwrap_err();

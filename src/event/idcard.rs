@@ -11,8 +11,8 @@ const CHECK_CHARS: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3
 
 /// Province-level codes of GB/T 2260 (first two digits).
 const PROVINCES: [u8; 34] = [
-    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53,
-    54, 61, 62, 63, 64, 65, 71, 81, 82,
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52,
+    53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
 ];
 
 /// The check character for 17 leading digits, or `None` if they are not 17
@@ -22,7 +22,11 @@ pub fn check_char(first17: &str) -> Option<char> {
     if b.len() != 17 || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let sum: u32 = b.iter().zip(WEIGHTS).map(|(d, w)| (d - b'0') as u32 * w).sum();
+    let sum: u32 = b
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| (d - b'0') as u32 * w)
+        .sum();
     Some(CHECK_CHARS[(sum % 11) as usize])
 }
 
@@ -33,10 +37,16 @@ pub enum IdFinding {
     Format(String),
     /// A pre-1999 15-digit number: flagged, never applied.
     Legacy15,
-    CheckDigit { expected: char, found: char },
+    CheckDigit {
+        expected: char,
+        found: char,
+    },
     UnknownProvince(String),
     /// The number's division code differs from the event's county.
-    RegionMismatch { id_region: String, county: String },
+    RegionMismatch {
+        id_region: String,
+        county: String,
+    },
     BirthDate(String),
 }
 
@@ -44,13 +54,23 @@ impl std::fmt::Display for IdFinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IdFinding::Format(m) => write!(f, "format: {m}"),
-            IdFinding::Legacy15 => write!(f, "15-digit legacy number: needs conversion by a person"),
-            IdFinding::CheckDigit { expected, found } => {
-                write!(f, "GB 11643 check digit: expected {expected}, found {found}")
+            IdFinding::Legacy15 => {
+                write!(f, "15-digit legacy number: needs conversion by a person")
             }
-            IdFinding::UnknownProvince(p) => write!(f, "division code starts with {p}, not a province"),
+            IdFinding::CheckDigit { expected, found } => {
+                write!(
+                    f,
+                    "GB 11643 check digit: expected {expected}, found {found}"
+                )
+            }
+            IdFinding::UnknownProvince(p) => {
+                write!(f, "division code starts with {p}, not a province")
+            }
             IdFinding::RegionMismatch { id_region, county } => {
-                write!(f, "division code {id_region} differs from county_code {county}")
+                write!(
+                    f,
+                    "division code {id_region} differs from county_code {county}"
+                )
             }
             IdFinding::BirthDate(m) => write!(f, "birth date: {m}"),
         }
@@ -70,16 +90,23 @@ pub fn check(id: &str, county: Option<&str>, at: NaiveDate, max_age: u32) -> Vec
     }
     let b = id.as_bytes();
     if !b[..17].iter().all(u8::is_ascii_digit) {
-        return vec![IdFinding::Format("the first 17 characters must be digits".into())];
+        return vec![IdFinding::Format(
+            "the first 17 characters must be digits".into(),
+        )];
     }
     let last = (b[17] as char).to_ascii_uppercase();
     if !(last.is_ascii_digit() || last == 'X') {
-        return vec![IdFinding::Format("the last character must be a digit or X".into())];
+        return vec![IdFinding::Format(
+            "the last character must be a digit or X".into(),
+        )];
     }
     let mut out = Vec::new();
     let expected = check_char(&id[..17]).expect("17 digits checked above");
     if expected != last {
-        out.push(IdFinding::CheckDigit { expected, found: last });
+        out.push(IdFinding::CheckDigit {
+            expected,
+            found: last,
+        });
     }
     let prov: u8 = id[..2].parse().unwrap_or(0);
     if !PROVINCES.contains(&prov) {
@@ -94,12 +121,17 @@ pub fn check(id: &str, county: Option<&str>, at: NaiveDate, max_age: u32) -> Vec
         });
     }
     match NaiveDate::parse_from_str(&id[6..14], "%Y%m%d") {
-        Err(_) => out.push(IdFinding::BirthDate(format!("{} is not a date", &id[6..14]))),
+        Err(_) => out.push(IdFinding::BirthDate(format!(
+            "{} is not a date",
+            &id[6..14]
+        ))),
         Ok(born) if born > at => out.push(IdFinding::BirthDate(format!("{born} is after {at}"))),
         Ok(born) => {
             let age = age_at(born, at);
             if age > max_age {
-                out.push(IdFinding::BirthDate(format!("age {age} at {at} is over {max_age}")));
+                out.push(IdFinding::BirthDate(format!(
+                    "age {age} at {at} is over {max_age}"
+                )));
             }
         }
     }
@@ -129,11 +161,17 @@ mod tests {
         let at = day("2024-01-15");
         assert_eq!(
             check("32010219900101123X", Some("320102"), at, 120),
-            vec![IdFinding::CheckDigit { expected: '2', found: 'X' }]
+            vec![IdFinding::CheckDigit {
+                expected: '2',
+                found: 'X'
+            }]
         );
         assert_eq!(
             check("320102199001011231", Some("320102"), at, 120),
-            vec![IdFinding::CheckDigit { expected: '2', found: '1' }]
+            vec![IdFinding::CheckDigit {
+                expected: '2',
+                found: '1'
+            }]
         );
         assert!(check("320102199001011232", Some("320102"), at, 120).is_empty());
     }
@@ -149,16 +187,37 @@ mod tests {
     fn dates_and_regions() {
         let at = day("2024-01-15");
         let mk = |first17: &str| format!("{first17}{}", check_char(first17).unwrap());
-        assert!(matches!(check(&mk("32010219900230123"), None, at, 120)[..], [IdFinding::BirthDate(_)]));
-        assert!(matches!(check(&mk("32010220300101123"), None, at, 120)[..], [IdFinding::BirthDate(_)]));
-        assert!(matches!(check(&mk("32010218900101123"), None, at, 120)[..], [IdFinding::BirthDate(_)]));
-        assert!(check(&mk("32010219040116123"), None, at, 120).is_empty(), "exactly 120 is fine");
-        assert!(matches!(check(&mk("99010219900101123"), None, at, 120)[..], [IdFinding::UnknownProvince(_)]));
+        assert!(matches!(
+            check(&mk("32010219900230123"), None, at, 120)[..],
+            [IdFinding::BirthDate(_)]
+        ));
+        assert!(matches!(
+            check(&mk("32010220300101123"), None, at, 120)[..],
+            [IdFinding::BirthDate(_)]
+        ));
+        assert!(matches!(
+            check(&mk("32010218900101123"), None, at, 120)[..],
+            [IdFinding::BirthDate(_)]
+        ));
+        assert!(
+            check(&mk("32010219040116123"), None, at, 120).is_empty(),
+            "exactly 120 is fine"
+        );
+        assert!(matches!(
+            check(&mk("99010219900101123"), None, at, 120)[..],
+            [IdFinding::UnknownProvince(_)]
+        ));
         assert!(matches!(
             check(&mk("11010219900101123"), Some("320102"), at, 120)[..],
             [IdFinding::RegionMismatch { .. }]
         ));
-        assert_eq!(check("320102900101123", None, at, 120), vec![IdFinding::Legacy15]);
-        assert!(matches!(check("1234", None, at, 120)[..], [IdFinding::Format(_)]));
+        assert_eq!(
+            check("320102900101123", None, at, 120),
+            vec![IdFinding::Legacy15]
+        );
+        assert!(matches!(
+            check("1234", None, at, 120)[..],
+            [IdFinding::Format(_)]
+        ));
     }
 }

@@ -37,11 +37,28 @@ impl Rejection {
     }
 }
 
+/// A message rejected before the database, with the labels it had.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub rejection: Rejection,
+    /// Known when the message decoded but broke a rule.
+    pub data_type: Option<DataType>,
+    pub region: Option<String>,
+}
+
 /// Decodes and checks one message value.
-pub fn classify(bytes: &[u8], max_bytes: usize, rules: &RuleSet) -> Result<Checked, (Rejection, Option<Event>)> {
-    let event = decode(bytes, max_bytes).map_err(|e| (Rejection::Decode(e), None))?;
+pub fn classify(bytes: &[u8], max_bytes: usize, rules: &RuleSet) -> Result<Checked, Rejected> {
+    let event = decode(bytes, max_bytes).map_err(|e| Rejected {
+        rejection: Rejection::Decode(e),
+        data_type: None,
+        region: None,
+    })?;
     match rules::check(&event, rules) {
         Verdict::Checked(c) => Ok(*c),
-        Verdict::Invalid(r) => Err((Rejection::Rule(r), Some(event))),
+        Verdict::Invalid(r) => Err(Rejected {
+            rejection: Rejection::Rule(r),
+            data_type: Some(event.data_type),
+            region: Some(event.region_code),
+        }),
     }
 }

@@ -7,9 +7,13 @@ use phonenumber::{Type, country};
 /// The national significant number (11 digits) of a valid mainland mobile
 /// number, or what is wrong with it.
 pub fn normalize_mobile(raw: &str) -> Result<String, String> {
-    let parsed = phonenumber::parse(Some(country::Id::CN), raw).map_err(|e| format!("not a phone number ({e})"))?;
+    let parsed = phonenumber::parse(Some(country::Id::CN), raw)
+        .map_err(|e| format!("not a phone number ({e})"))?;
     if parsed.code().value() != 86 {
-        return Err(format!("country code +{}, expected +86", parsed.code().value()));
+        return Err(format!(
+            "country code +{}, expected +86",
+            parsed.code().value()
+        ));
     }
     if !parsed.is_valid() {
         return Err("not a valid number in the mainland numbering plan".into());
@@ -27,16 +31,28 @@ mod tests {
     #[test]
     fn mobiles_normalise() {
         assert_eq!(normalize_mobile("13812345678").unwrap(), "13812345678");
-        assert_eq!(normalize_mobile("+86 138 1234 5678").unwrap(), "13812345678");
-        assert_eq!(normalize_mobile("+86-199-1234-5678").unwrap(), "19912345678");
+        assert_eq!(
+            normalize_mobile("+86 138 1234 5678").unwrap(),
+            "13812345678"
+        );
+        assert_eq!(
+            normalize_mobile("+86-199-1234-5678").unwrap(),
+            "19912345678"
+        );
     }
 
     #[test]
     fn non_mobiles_are_rejected() {
         assert!(normalize_mobile("1381234567").is_err(), "10 digits");
-        assert!(normalize_mobile("02584561234").is_err(), "Nanjing fixed line");
+        assert!(
+            normalize_mobile("02584561234").is_err(),
+            "Nanjing fixed line"
+        );
         assert!(normalize_mobile("+1 650 253 0000").is_err(), "not +86");
         assert!(normalize_mobile("hello").is_err());
-        assert!(normalize_mobile("10012345678").is_err(), "no 100 mobile range");
+        assert!(
+            normalize_mobile("10012345678").is_err(),
+            "no 100 mobile range"
+        );
     }
 }

@@ -112,7 +112,10 @@ pub fn parse_loose_time(s: &str, local: FixedOffset) -> Option<DateTime<Utc>> {
     }
     let s = s.replacen('T', " ", 1);
     let naive = NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f").ok()?;
-    local.from_local_datetime(&naive).single().map(|t| to_micros(t.with_timezone(&Utc)))
+    local
+        .from_local_datetime(&naive)
+        .single()
+        .map(|t| to_micros(t.with_timezone(&Utc)))
 }
 
 /// Applies the business rules to a decoded event.
@@ -125,35 +128,54 @@ pub fn check(e: &Event, rules: &RuleSet) -> Verdict {
 
 fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
     let governed_at = DateTime::parse_from_rfc3339(&e.governed_at)
-        .map_err(|_| rule("governed_at", format!("{} is not a real date-time", e.governed_at)))?
+        .map_err(|_| {
+            rule(
+                "governed_at",
+                format!("{} is not a real date-time", e.governed_at),
+            )
+        })?
         .with_timezone(&Utc);
     let governed_at = to_micros(governed_at);
     let seen_last_update = match &e.original_data.last_update {
-        Some(s) => Some(
-            parse_loose_time(s, rules.local_offset)
-                .ok_or_else(|| rule("original_data.last_update", format!("{s} is not a real date-time")))?,
-        ),
+        Some(s) => Some(parse_loose_time(s, rules.local_offset).ok_or_else(|| {
+            rule(
+                "original_data.last_update",
+                format!("{s} is not a real date-time"),
+            )
+        })?),
         None => None,
     };
     let op = e.sync_operation.operation_type;
     if op != OperationType::Insert && seen_last_update.is_none() {
         return Err(rule(
             "original_data.last_update",
-            format!("is required for operation {} (conflict detection compares against it)", op.as_str()),
+            format!(
+                "is required for operation {} (conflict detection compares against it)",
+                op.as_str()
+            ),
         ));
     }
 
     // Target fields: known columns, inside the data type's allow-list.
-    let allow = rules.allow.get(&e.data_type).map(Vec::as_slice).unwrap_or(&[]);
+    let allow = rules
+        .allow
+        .get(&e.data_type)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let mut targets = Vec::with_capacity(e.sync_operation.target_fields.len());
     for (i, f) in e.sync_operation.target_fields.iter().enumerate() {
         let field = format!("sync_operation.target_fields[{i}]");
-        let col = Column::parse(f).ok_or_else(|| rule(&field, format!("`{f}` is not a column govsync writes")))?;
+        let col = Column::parse(f)
+            .ok_or_else(|| rule(&field, format!("`{f}` is not a column govsync writes")))?;
         if !allow.contains(&col) {
             let names: Vec<&str> = allow.iter().map(|c| c.name()).collect();
             return Err(rule(
                 &field,
-                format!("`{f}` is not allowed for data_type {} (allowed: {})", e.data_type, names.join(", ")),
+                format!(
+                    "`{f}` is not allowed for data_type {} (allowed: {})",
+                    e.data_type,
+                    names.join(", ")
+                ),
             ));
         }
         targets.push(col);
@@ -174,8 +196,12 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
     match e.data_type {
         DataType::Address => {
             let std_addr = g.standardized_address.as_deref().unwrap_or_default();
-            address::check_levels(std_addr)
-                .map_err(|m| rule("governance_result.standardized_address", format!("the standardised address {m}")))?;
+            address::check_levels(std_addr).map_err(|m| {
+                rule(
+                    "governance_result.standardized_address",
+                    format!("the standardised address {m}"),
+                )
+            })?;
             if let Some(geo) = &g.geocoding_result
                 && let (Some(lat), Some(lon)) = (geo.latitude, geo.longitude)
                 && !address::in_china(lat, lon)
@@ -191,9 +217,19 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
             data_value = Some((Column::Address, Value::Text(std_addr.trim().to_string())));
         }
         DataType::IdCard => {
-            let id = o.id_card.as_deref().unwrap_or_default().trim().to_ascii_uppercase();
-            let county = if rules.id_card_region_match { e.county_code.as_deref() } else { None };
-            let findings = idcard::check(&id, county, governed_at.date_naive(), rules.id_card_max_age);
+            let id = o
+                .id_card
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_uppercase();
+            let county = if rules.id_card_region_match {
+                e.county_code.as_deref()
+            } else {
+                None
+            };
+            let findings =
+                idcard::check(&id, county, governed_at.date_naive(), rules.id_card_max_age);
             let engine_passed = g.checksum_validation == Some(CheckResult::Passed)
                 && g.format_check != Some(CheckResult::Failed);
             if !engine_passed && op != OperationType::FlagForReview {
@@ -212,15 +248,28 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
                     found.join("; ")
                 ));
             } else if !engine_passed && !found.is_empty() {
-                flag_reasons.push(format!("govsync's check of the ID number: {}", found.join("; ")));
+                flag_reasons.push(format!(
+                    "govsync's check of the ID number: {}",
+                    found.join("; ")
+                ));
             } else if !engine_passed {
-                hold_reasons.push("the engine says the ID number is invalid but it passes govsync's check".into());
+                hold_reasons.push(
+                    "the engine says the ID number is invalid but it passes govsync's check".into(),
+                );
             }
-            if findings.contains(&idcard::IdFinding::Legacy15) && hold_reasons.is_empty() && flag_reasons.is_empty() {
+            if findings.contains(&idcard::IdFinding::Legacy15)
+                && hold_reasons.is_empty()
+                && flag_reasons.is_empty()
+            {
                 hold_reasons.push("15-digit legacy number: not applied".into());
             }
             if let Some(corr) = &g.suggested_correction {
-                let corr_findings = idcard::check(corr, county, governed_at.date_naive(), rules.id_card_max_age);
+                let corr_findings = idcard::check(
+                    corr,
+                    county,
+                    governed_at.date_naive(),
+                    rules.id_card_max_age,
+                );
                 let note = if corr_findings.is_empty() {
                     "passes govsync's check".to_string()
                 } else {
@@ -256,7 +305,9 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
                 Err(why) if engine_valid => hold_reasons.push(format!(
                     "the engine says the phone number is valid but govsync's check disagrees: {why}"
                 )),
-                Err(why) => flag_reasons.push(format!("govsync's check of the phone number: {why}")),
+                Err(why) => {
+                    flag_reasons.push(format!("govsync's check of the phone number: {why}"))
+                }
             }
         }
     }
@@ -286,9 +337,21 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
                 Some((c, v)) if *c == col => Some(v.clone()),
                 _ => None,
             },
-            Column::GeoLat => g.geocoding_result.as_ref().and_then(|x| x.latitude).map(Value::Float),
-            Column::GeoLon => g.geocoding_result.as_ref().and_then(|x| x.longitude).map(Value::Float),
-            Column::GeoAccuracy => g.geocoding_result.as_ref().and_then(|x| x.accuracy.clone()).map(Value::Text),
+            Column::GeoLat => g
+                .geocoding_result
+                .as_ref()
+                .and_then(|x| x.latitude)
+                .map(Value::Float),
+            Column::GeoLon => g
+                .geocoding_result
+                .as_ref()
+                .and_then(|x| x.longitude)
+                .map(Value::Float),
+            Column::GeoAccuracy => g
+                .geocoding_result
+                .as_ref()
+                .and_then(|x| x.accuracy.clone())
+                .map(Value::Text),
             Column::CarrierInfo => g
                 .carrier_info
                 .as_ref()
@@ -299,8 +362,14 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
                 .clone()
                 .or_else(|| g.format_validation.map(|f| format!("{f:?}").to_lowercase()))
                 .or_else(|| {
-                    g.checksum_validation
-                        .map(|c| if c == CheckResult::Passed { "valid" } else { "invalid" }.to_string())
+                    g.checksum_validation.map(|c| {
+                        if c == CheckResult::Passed {
+                            "valid"
+                        } else {
+                            "invalid"
+                        }
+                        .to_string()
+                    })
                 })
                 .map(Value::Text),
             Column::ReviewFlag => Some(Value::Bool(matches!(disposition, Disposition::Flag(_)))),

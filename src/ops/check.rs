@@ -25,13 +25,17 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
 
     // Kafka: metadata of the three topics.
     let k = &cfg.kafka;
-    let client: Result<BaseConsumer, _> = crate::kafka::tool_config(k).set("socket.timeout.ms", "5000").create();
+    let client: Result<BaseConsumer, _> = crate::kafka::tool_config(k)
+        .set("socket.timeout.ms", "5000")
+        .create();
     let kafka_result = match client {
         Err(e) => Err(format!("cannot create a client: {e} (check kafka.client)")),
-        Ok(c) => tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(8)))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+        Ok(c) => {
+            tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(8)))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        }
     };
     match kafka_result {
         Err(e) => {
@@ -43,13 +47,29 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
             )?;
         }
         Ok(md) => {
-            writeln!(out, "kafka: reached {} ({} brokers)", k.bootstrap_servers, md.brokers().len())?;
-            for (key, t) in [("kafka.source_topic", &k.source_topic), ("kafka.review_topic", &k.review_topic), ("kafka.dlq_topic", &k.dlq_topic)] {
+            writeln!(
+                out,
+                "kafka: reached {} ({} brokers)",
+                k.bootstrap_servers,
+                md.brokers().len()
+            )?;
+            for (key, t) in [
+                ("kafka.source_topic", &k.source_topic),
+                ("kafka.review_topic", &k.review_topic),
+                ("kafka.dlq_topic", &k.dlq_topic),
+            ] {
                 match md.topics().iter().find(|x| x.name() == t.as_str()) {
-                    Some(x) if x.error().is_none() => writeln!(out, "kafka: topic {t} ({} partitions)", x.partitions().len())?,
+                    Some(x) if x.error().is_none() => writeln!(
+                        out,
+                        "kafka: topic {t} ({} partitions)",
+                        x.partitions().len()
+                    )?,
                     _ => {
                         ok = false;
-                        writeln!(out, "kafka: topic {t} (config key `{key}`) does not exist; create it or run `govsync migrate --topics`")?;
+                        writeln!(
+                            out,
+                            "kafka: topic {t} (config key `{key}`) does not exist; create it or run `govsync migrate --topics`"
+                        )?;
                     }
                 }
             }
@@ -65,18 +85,30 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
         }
         Ok(Err(e)) => {
             ok = false;
-            writeln!(out, "database: cannot open {} ({e}); check database.url", d.url)?;
+            writeln!(
+                out,
+                "database: cannot open {} ({e}); check database.url",
+                d.url
+            )?;
         }
         Ok(Ok(db)) => {
             match tokio::time::timeout(Duration::from_secs(10), db.ping()).await {
                 Ok(Ok(())) => writeln!(out, "database: reached {} ({})", d.url, db.kind())?,
                 Ok(Err(e)) => {
                     ok = false;
-                    writeln!(out, "database: {} does not answer ({e}); check database.url and the password (database.password_env)", d.url)?;
+                    writeln!(
+                        out,
+                        "database: {} does not answer ({e}); check database.url and the password (database.password_env)",
+                        d.url
+                    )?;
                 }
                 Err(_) => {
                     ok = false;
-                    writeln!(out, "database: {} did not answer within 10 s; check database.url", d.url)?;
+                    writeln!(
+                        out,
+                        "database: {} did not answer within 10 s; check database.url",
+                        d.url
+                    )?;
                 }
             }
             if ok {
@@ -89,13 +121,24 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
                     Ok(_) => writeln!(out, "database: govsync tables present")?,
                     Err(e) => {
                         ok = false;
-                        writeln!(out, "database: govsync tables missing or unreadable ({e}); run `govsync migrate`")?;
+                        writeln!(
+                            out,
+                            "database: govsync tables missing or unreadable ({e}); run `govsync migrate`"
+                        )?;
                     }
                 }
             }
             db.close().await;
         }
     }
-    writeln!(out, "{}", if ok { "all checks passed" } else { "some checks failed" })?;
+    writeln!(
+        out,
+        "{}",
+        if ok {
+            "all checks passed"
+        } else {
+            "some checks failed"
+        }
+    )?;
     Ok(ok)
 }

@@ -22,16 +22,30 @@ pub fn verdict(line: &[u8], max_bytes: usize, rules: &RuleSet) -> (bool, String)
     match event::classify(line, max_bytes, rules) {
         Ok(c) => match c.disposition {
             Disposition::Apply => (true, "ok".into()),
-            Disposition::Flag(reasons) => (true, format!("ok, flagged for review: {}", reasons.join("; "))),
-            Disposition::Hold(reasons) => (true, format!("ok, held for review (not applied): {}", reasons.join("; "))),
+            Disposition::Flag(reasons) => (
+                true,
+                format!("ok, flagged for review: {}", reasons.join("; ")),
+            ),
+            Disposition::Hold(reasons) => (
+                true,
+                format!("ok, held for review (not applied): {}", reasons.join("; ")),
+            ),
         },
-        Err((rej, _)) => (false, format!("invalid {}: {}", rej.class(), rej)),
+        Err(r) => (
+            false,
+            format!("invalid {}: {}", r.rejection.class(), r.rejection),
+        ),
     }
 }
 
 /// Validates every line of `input`, printing `line N: verdict` and a
 /// summary to `out`. Blank lines are skipped.
-pub fn run(input: impl BufRead, out: &mut impl Write, max_bytes: usize, rules: &RuleSet) -> std::io::Result<Summary> {
+pub fn run(
+    input: impl BufRead,
+    out: &mut impl Write,
+    max_bytes: usize,
+    rules: &RuleSet,
+) -> std::io::Result<Summary> {
     let mut s = Summary::default();
     for (i, line) in input.split(b'\n').enumerate() {
         let mut line = line?;
@@ -51,7 +65,12 @@ pub fn run(input: impl BufRead, out: &mut impl Write, max_bytes: usize, rules: &
         } else {
             s.invalid += 1;
         }
-        writeln!(out, "line {}: {}", i + 1, crate::telemetry::mask::digits_in(&text))?;
+        writeln!(
+            out,
+            "line {}: {}",
+            i + 1,
+            crate::telemetry::mask::digits_in(&text)
+        )?;
     }
     writeln!(
         out,

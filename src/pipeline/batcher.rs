@@ -34,7 +34,10 @@ impl Aimd {
 
     /// The size of the next batch given its head record's bounds.
     pub fn size_for(&self, bounds: (usize, usize)) -> usize {
-        self.target.clamp(bounds.0.max(self.min), bounds.1.min(self.max).max(bounds.0.max(self.min)))
+        self.target.clamp(
+            bounds.0.max(self.min),
+            bounds.1.min(self.max).max(bounds.0.max(self.min)),
+        )
     }
 
     pub fn on_commit(&mut self, latency: Duration, target_latency: Duration, was_full: bool) {

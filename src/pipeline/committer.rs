@@ -76,7 +76,12 @@ impl Committer {
     }
 
     /// Publishes `outputs` and commits `next_offset` for `partition`.
-    pub async fn commit(&self, partition: i32, next_offset: i64, outputs: Vec<OutMessage>) -> Result<(), CommitError> {
+    pub async fn commit(
+        &self,
+        partition: i32,
+        next_offset: i64,
+        outputs: Vec<OutMessage>,
+    ) -> Result<(), CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(CommitRequest {
@@ -86,7 +91,11 @@ impl Committer {
                 reply,
             })
             .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
-        rx.await.unwrap_or_else(|_| Err(CommitError::Failed("the committer stopped mid-commit".into())))
+        rx.await.unwrap_or_else(|_| {
+            Err(CommitError::Failed(
+                "the committer stopped mid-commit".into(),
+            ))
+        })
     }
 }
 
@@ -130,7 +139,8 @@ impl Worker {
             let mut delay = Duration::from_millis(200);
             loop {
                 let created: Result<BaseProducer<SideContext>, KafkaError> =
-                    crate::kafka::producer_config(&self.config, self.transactional()).create_with_context(SideContext::default());
+                    crate::kafka::producer_config(&self.config, self.transactional())
+                        .create_with_context(SideContext::default());
                 let r = created.and_then(|p| {
                     if self.transactional() {
                         // Fences the previous incarnation of this
@@ -179,7 +189,11 @@ impl Worker {
                 Ok(()) => {
                     metrics::kafka_txn("committed");
                     for m in &msgs {
-                        let kind = if m.topic == self.config.dlq_topic { "dlq" } else { "review" };
+                        let kind = if m.topic == self.config.dlq_topic {
+                            "dlq"
+                        } else {
+                            "review"
+                        };
                         metrics::side_outputs(kind, 1);
                     }
                     return Ok(());
@@ -206,9 +220,15 @@ impl Worker {
         }
     }
 
-    fn transaction(&mut self, msgs: &[&OutMessage], offsets: &TopicPartitionList) -> Result<(), TxnError> {
+    fn transaction(
+        &mut self,
+        msgs: &[&OutMessage],
+        offsets: &TopicPartitionList,
+    ) -> Result<(), TxnError> {
         let consumer = self.consumer.clone();
-        let p = self.producer().map_err(|e| TxnError::Fatal(e.to_string()))?;
+        let p = self
+            .producer()
+            .map_err(|e| TxnError::Fatal(e.to_string()))?;
         p.begin_transaction().map_err(classify)?;
         let body = (|| {
             for m in msgs {
@@ -239,9 +259,15 @@ impl Worker {
         }
     }
 
-    fn produce_then_commit(&mut self, msgs: &[&OutMessage], offsets: &TopicPartitionList) -> Result<(), TxnError> {
+    fn produce_then_commit(
+        &mut self,
+        msgs: &[&OutMessage],
+        offsets: &TopicPartitionList,
+    ) -> Result<(), TxnError> {
         let consumer = self.consumer.clone();
-        let p = self.producer().map_err(|e| TxnError::Fatal(e.to_string()))?;
+        let p = self
+            .producer()
+            .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let failed_before = p.context().failed.load(Ordering::SeqCst);
         for m in msgs {
             send(p, m).map_err(classify)?;
@@ -295,7 +321,13 @@ fn classify(e: KafkaError) -> TxnError {
     let code = e.rdkafka_error_code();
     if matches!(
         code,
-        Some(C::IllegalGeneration | C::UnknownMemberId | C::FencedInstanceId | C::RebalanceInProgress | C::AssignmentLost)
+        Some(
+            C::IllegalGeneration
+                | C::UnknownMemberId
+                | C::FencedInstanceId
+                | C::RebalanceInProgress
+                | C::AssignmentLost
+        )
     ) {
         return TxnError::Rebalanced(e.to_string());
     }
@@ -318,7 +350,9 @@ impl ClientContext for SideContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
             L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
             _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
         }

@@ -21,7 +21,7 @@ use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{self, Checked, DataType, Rejection, RuleSet};
+use crate::event::{self, Checked, Rejected, RuleSet};
 use crate::output::RawMessage;
 use crate::sink::{Database, PartitionKey};
 
@@ -30,13 +30,6 @@ use crate::sink::{Database, PartitionKey};
 pub struct Incoming {
     pub raw: Arc<RawMessage>,
     pub verdict: Result<Checked, Rejected>,
-}
-
-#[derive(Debug)]
-pub struct Rejected {
-    pub rejection: Rejection,
-    pub data_type: Option<DataType>,
-    pub region: Option<String>,
 }
 
 /// A partition handed to this instance, with where it starts.
@@ -55,8 +48,13 @@ pub enum FromConsumer {
     Assigned(Vec<AssignedPartition>),
     /// The pipeline must finish or abandon these partitions' batches, then
     /// answer on `ack`; the consumer gives them up after that.
-    Revoked { partitions: Vec<i32>, ack: std_mpsc::SyncSender<()> },
+    Revoked {
+        partitions: Vec<i32>,
+        ack: std_mpsc::SyncSender<()>,
+    },
     HighWatermarks(Vec<(i32, i64)>),
+    /// The consumer left the group; nothing more will come.
+    Closed,
 }
 
 pub enum ToConsumer {
@@ -80,7 +78,9 @@ impl ClientContext for GovContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
             L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
             _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
         }
@@ -89,10 +89,32 @@ impl ClientContext for GovContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
+
+    /// librdkafka's statistics carry each partition's last stable offset:
+    /// the lag metric comes from here, without a blocking request.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(t) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let marks: Vec<(i32, i64)> = t
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.ls_offset >= 0)
+            .map(|p| (p.partition, p.ls_offset))
+            .collect();
+        if !marks.is_empty() {
+            let _ = self.events.try_send(FromConsumer::HighWatermarks(marks));
+        }
+    }
 }
 
 impl ConsumerContext for GovContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -112,7 +134,11 @@ impl ConsumerContext for GovContext {
 
 impl GovContext {
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
-        tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
@@ -139,7 +165,11 @@ impl GovContext {
             });
             let Some(w) = w else { return };
             let start = c.unwrap_or(0).max(w.unwrap_or(0));
-            let offset = if c.is_none() && w.is_none() { Offset::Beginning } else { Offset::Offset(start) };
+            let offset = if c.is_none() && w.is_none() {
+                Offset::Beginning
+            } else {
+                Offset::Offset(start)
+            };
             let _ = tpl.set_partition_offset(&self.topic, p, offset);
             tracing::info!(partition = p, committed = ?c, watermark = ?w, start, "partition assigned");
             assigned.push(AssignedPartition {
@@ -150,7 +180,11 @@ impl GovContext {
             });
         }
         // Tell the pipeline before any message of these partitions arrives.
-        if self.events.blocking_send(FromConsumer::Assigned(assigned)).is_err() {
+        if self
+            .events
+            .blocking_send(FromConsumer::Assigned(assigned))
+            .is_err()
+        {
             return;
         }
         if let Err(e) = consumer.assign(tpl) {
@@ -165,7 +199,11 @@ impl GovContext {
         }
         tracing::info!(?partitions, "partitions revoked; finishing their batches");
         let (ack, done) = std_mpsc::sync_channel(1);
-        if self.events.blocking_send(FromConsumer::Revoked { partitions, ack }).is_err() {
+        if self
+            .events
+            .blocking_send(FromConsumer::Revoked { partitions, ack })
+            .is_err()
+        {
             return;
         }
         if done.recv_timeout(self.revoke_timeout).is_err() {
@@ -219,7 +257,11 @@ pub type GovConsumer = BaseConsumer<GovContext>;
 pub fn start(
     setup: ConsumerSetup,
     events: mpsc::Sender<FromConsumer>,
-) -> anyhow::Result<(Arc<GovConsumer>, std_mpsc::Sender<ToConsumer>, std::thread::JoinHandle<()>)> {
+) -> anyhow::Result<(
+    Arc<GovConsumer>,
+    std_mpsc::Sender<ToConsumer>,
+    std::thread::JoinHandle<()>,
+)> {
     let ctx = GovContext {
         events: events.clone(),
         db: setup.db.clone(),
@@ -247,7 +289,6 @@ fn consumer_loop(
     commands: std_mpsc::Receiver<ToConsumer>,
 ) {
     let mut paused: BTreeSet<i32> = BTreeSet::new();
-    let mut last_marks = Instant::now();
     'outer: loop {
         loop {
             match commands.try_recv() {
@@ -261,37 +302,24 @@ fn consumer_loop(
                         let _ = consumer.resume(&single(&setup.topic, p));
                     }
                 }
-                Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => break 'outer,
+                Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => {
+                    break 'outer;
+                }
                 Err(std_mpsc::TryRecvError::Empty) => break,
             }
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let incoming = decode(&m, &setup);
-                if events.blocking_send(FromConsumer::Message(Box::new(incoming))).is_err() {
+                if events
+                    .blocking_send(FromConsumer::Message(Box::new(incoming)))
+                    .is_err()
+                {
                     break;
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             None => {}
-        }
-        if last_marks.elapsed() >= Duration::from_secs(5) {
-            last_marks = Instant::now();
-            if let Ok(assignment) = consumer.assignment() {
-                let marks: Vec<(i32, i64)> = assignment
-                    .elements()
-                    .iter()
-                    .filter_map(|e| {
-                        consumer
-                            .fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500))
-                            .ok()
-                            .map(|(_, high)| (e.partition(), high))
-                    })
-                    .collect();
-                if !marks.is_empty() && events.blocking_send(FromConsumer::HighWatermarks(marks)).is_err() {
-                    break;
-                }
-            }
         }
     }
     // Leave the group: unsubscribing revokes the assignment through the
@@ -300,11 +328,16 @@ fn consumer_loop(
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let _ = consumer.poll(Duration::from_millis(100));
-        if consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+        if consumer
+            .assignment()
+            .map(|a| a.count() == 0)
+            .unwrap_or(true)
+        {
             break;
         }
     }
     tracing::info!("consumer left the group");
+    let _ = events.blocking_send(FromConsumer::Closed);
 }
 
 fn single(topic: &str, p: i32) -> TopicPartitionList {
@@ -316,7 +349,16 @@ fn single(topic: &str, p: i32) -> TopicPartitionList {
 fn decode(m: &rdkafka::message::BorrowedMessage<'_>, setup: &ConsumerSetup) -> Incoming {
     let headers = m
         .headers()
-        .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+        .map(|h| {
+            h.iter()
+                .map(|x| {
+                    (
+                        x.key.to_string(),
+                        x.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let raw = Arc::new(RawMessage {
         topic: m.topic().to_string(),
@@ -330,11 +372,10 @@ fn decode(m: &rdkafka::message::BorrowedMessage<'_>, setup: &ConsumerSetup) -> I
             Timestamp::NotAvailable => None,
         },
     });
-    let verdict = event::classify(raw.value.as_deref().unwrap_or_default(), setup.max_message_bytes, &setup.rules)
-        .map_err(|(rejection, ev)| Rejected {
-            rejection,
-            data_type: ev.as_ref().map(|e| e.data_type),
-            region: ev.map(|e| e.region_code),
-        });
+    let verdict = event::classify(
+        raw.value.as_deref().unwrap_or_default(),
+        setup.max_message_bytes,
+        &setup.rules,
+    );
     Incoming { raw, verdict }
 }

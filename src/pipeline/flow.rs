@@ -21,7 +21,8 @@ impl Limits {
         // waits for more than it needs.
         Limits {
             global: NonZeroU32::new(global).map(|r| (RateLimiter::direct(Quota::per_second(r)), r)),
-            region: NonZeroU32::new(per_region).map(|r| (RateLimiter::keyed(Quota::per_second(r)), r)),
+            region: NonZeroU32::new(per_region)
+                .map(|r| (RateLimiter::keyed(Quota::per_second(r)), r)),
         }
     }
 
@@ -31,7 +32,10 @@ impl Limits {
 
     /// The largest batch that does not wait more than about a second.
     pub fn batch_cap(&self) -> Option<usize> {
-        let caps = [self.global.as_ref().map(|g| g.1.get()), self.region.as_ref().map(|r| r.1.get())];
+        let caps = [
+            self.global.as_ref().map(|g| g.1.get()),
+            self.region.as_ref().map(|r| r.1.get()),
+        ];
         caps.into_iter().flatten().min().map(|c| c as usize)
     }
 
@@ -46,7 +50,9 @@ impl Limits {
             let mut left = n as u32;
             while left > 0 {
                 let chunk = left.min(burst.get());
-                let _ = lim.until_key_n_ready(&key, NonZeroU32::new(chunk).expect("chunk > 0")).await;
+                let _ = lim
+                    .until_key_n_ready(&key, NonZeroU32::new(chunk).expect("chunk > 0"))
+                    .await;
                 left -= chunk;
             }
         }
@@ -54,7 +60,9 @@ impl Limits {
             let mut left = n as u32;
             while left > 0 {
                 let chunk = left.min(burst.get());
-                let _ = lim.until_n_ready(NonZeroU32::new(chunk).expect("chunk > 0")).await;
+                let _ = lim
+                    .until_n_ready(NonZeroU32::new(chunk).expect("chunk > 0"))
+                    .await;
                 left -= chunk;
             }
         }

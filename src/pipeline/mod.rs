@@ -68,17 +68,26 @@ pub struct Progress {
 
 impl Progress {
     pub fn count(&self, o: Outcome) -> u64 {
-        let i = Outcome::ALL.iter().position(|x| *x == o).expect("known outcome");
+        let i = Outcome::ALL
+            .iter()
+            .position(|x| *x == o)
+            .expect("known outcome");
         self.outcomes[i].load(Ordering::Relaxed)
     }
 
     /// Records that reached a final outcome.
     pub fn done(&self) -> u64 {
-        self.outcomes.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+        self.outcomes
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
     }
 
     fn add(&self, o: Outcome, n: u64) {
-        let i = Outcome::ALL.iter().position(|x| *x == o).expect("known outcome");
+        let i = Outcome::ALL
+            .iter()
+            .position(|x| *x == o)
+            .expect("known outcome");
         self.outcomes[i].fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -114,7 +123,7 @@ enum Completion {
         partition: i32,
         size: usize,
         was_full: bool,
-        result: Box<BatchResult>,
+        result: BatchResult,
     },
     Stalled {
         partition: i32,
@@ -123,14 +132,16 @@ enum Completion {
 }
 
 enum BatchResult {
-    Committed {
-        report: BatchReport,
-        records: Vec<SinkRecord>,
-        rejected: Vec<RejectedMeta>,
-        kafka: Result<(), CommitError>,
-        failures: u32,
-    },
+    Committed(Box<Committed>),
     Abandoned,
+}
+
+struct Committed {
+    report: BatchReport,
+    records: Vec<SinkRecord>,
+    rejected: Vec<RejectedMeta>,
+    kafka: Result<(), CommitError>,
+    failures: u32,
 }
 
 /// Labels of a record rejected before the database: (offset, data type,
@@ -150,7 +161,12 @@ struct BatchCtx {
 /// Runs the processor until `shutdown` is cancelled (or the consumer
 /// fails). In-flight batches are finished; buffered records are left for
 /// the next run (their offsets were not committed).
-pub async fn run(cfg: Arc<Config>, db: Arc<dyn Database>, shutdown: CancellationToken, progress: Arc<Progress>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Arc<Config>,
+    db: Arc<dyn Database>,
+    shutdown: CancellationToken,
+    progress: Arc<Progress>,
+) -> anyhow::Result<()> {
     let (ev_tx, mut events) = mpsc::channel::<FromConsumer>(4096);
     let setup = consumer::ConsumerSetup {
         config: crate::kafka::consumer_config(&cfg.kafka),
@@ -163,7 +179,8 @@ pub async fn run(cfg: Arc<Config>, db: Arc<dyn Database>, shutdown: Cancellation
         shutdown: shutdown.clone(),
     };
     let (consumer, commands, consumer_thread) = consumer::start(setup, ev_tx)?;
-    let (committer, committer_thread) = Committer::start(&cfg.kafka, consumer.clone(), shutdown.clone())?;
+    let (committer, committer_thread) =
+        Committer::start(&cfg.kafka, consumer.clone(), shutdown.clone())?;
     drop(consumer);
 
     let (done_tx, mut completions) = mpsc::unbounded_channel();
@@ -200,8 +217,8 @@ pub async fn run(cfg: Arc<Config>, db: Arc<dyn Database>, shutdown: Cancellation
             biased;
             Some(c) = completions.recv() => state.on_completion(c),
             ev = events.recv(), if events_open => match ev {
+                Some(FromConsumer::Closed) | None => events_open = false,
                 Some(ev) => state.on_event(ev),
-                None => events_open = false,
             },
             _ = shutdown.cancelled(), if !stopping => {
                 stopping = true;
@@ -256,7 +273,9 @@ impl Loop {
                 self.progress.consumed.fetch_add(1, Ordering::Relaxed);
                 let p = inc.raw.partition;
                 let max_buffered = self.cfg.flow.max_buffered_per_partition;
-                let Some(st) = self.parts.get_mut(&p) else { return };
+                let Some(st) = self.parts.get_mut(&p) else {
+                    return;
+                };
                 if st.revoking {
                     return;
                 }
@@ -271,7 +290,11 @@ impl Loop {
                     st.paused = true;
                     let _ = self.commands.send(ToConsumer::Pause(p));
                     metrics::paused(p, true);
-                    tracing::debug!(partition = p, buffered = st.buffer.len(), "partition paused (buffer full)");
+                    tracing::debug!(
+                        partition = p,
+                        buffered = st.buffer.len(),
+                        "partition paused (buffer full)"
+                    );
                 }
                 metrics::buffered(p, st.buffer.len());
             }
@@ -285,6 +308,7 @@ impl Loop {
                 }
                 self.revoke = Some((partitions.into_iter().collect(), ack));
             }
+            FromConsumer::Closed => {}
             FromConsumer::HighWatermarks(marks) => {
                 for (p, high) in marks {
                     if let Some(st) = self.parts.get(&p) {
@@ -309,7 +333,11 @@ impl Loop {
                 db_watermark: watermark,
                 outbox_dirty: true,
                 needs_recovery: watermark > committed,
-                aimd: Aimd::new(b.per_type.values().map(|x| x.0).min().unwrap_or(b.min_size), b.min_size, b.max_size),
+                aimd: Aimd::new(
+                    b.per_type.values().map(|x| x.0).min().unwrap_or(b.min_size),
+                    b.min_size,
+                    b.max_size,
+                ),
                 paused: false,
                 revoking: false,
                 cancel: CancellationToken::new(),
@@ -326,13 +354,18 @@ impl Loop {
             metrics::target_size(a.partition, st.aimd.target());
             self.parts.insert(a.partition, st);
         }
-        self.progress.assigned.store(self.parts.len(), Ordering::Relaxed);
+        self.progress
+            .assigned
+            .store(self.parts.len(), Ordering::Relaxed);
         metrics::assigned(self.parts.len());
     }
 
     fn check_revoke_done(&mut self) {
         let Some((set, _)) = &self.revoke else { return };
-        if set.iter().any(|p| self.parts.get(p).is_some_and(|s| s.in_flight)) {
+        if set
+            .iter()
+            .any(|p| self.parts.get(p).is_some_and(|s| s.in_flight))
+        {
             return;
         }
         let (set, ack) = self.revoke.take().expect("checked above");
@@ -344,7 +377,9 @@ impl Loop {
             }
             metrics::buffered(*p, 0);
         }
-        self.progress.assigned.store(self.parts.len(), Ordering::Relaxed);
+        self.progress
+            .assigned
+            .store(self.parts.len(), Ordering::Relaxed);
         metrics::assigned(self.parts.len());
         let _ = ack.send(());
     }
@@ -375,28 +410,32 @@ impl Loop {
             } => {
                 self.in_flight -= 1;
                 metrics::in_flight(self.in_flight);
-                let Some(st) = self.parts.get_mut(&partition) else { return };
+                let Some(st) = self.parts.get_mut(&partition) else {
+                    return;
+                };
                 st.in_flight = false;
                 for r in st.regions.drain(..) {
                     if let Some(n) = self.region_in_flight.get_mut(&r) {
                         *n -= 1;
                     }
                 }
-                match *result {
+                match result {
                     BatchResult::Abandoned => {}
-                    BatchResult::Committed {
-                        report,
-                        records,
-                        rejected,
-                        kafka,
-                        failures,
-                    } => {
+                    BatchResult::Committed(c) => {
+                        let Committed {
+                            report,
+                            records,
+                            rejected,
+                            kafka,
+                            failures,
+                        } = *c;
                         st.db_watermark = st.db_watermark.max(report.watermark_after);
                         match kafka {
                             Ok(()) => {
                                 st.kafka_confirmed = report.watermark_after;
                                 st.needs_recovery = false;
-                                st.outbox_dirty |= !report.outputs.is_empty() || !report.foreign_outputs.is_empty();
+                                st.outbox_dirty |= !report.outputs.is_empty()
+                                    || !report.foreign_outputs.is_empty();
                             }
                             Err(e) => {
                                 tracing::warn!(
@@ -410,7 +449,11 @@ impl Loop {
                         if failures > 0 {
                             st.aimd.on_error();
                         } else if size > 0 {
-                            st.aimd.on_commit(report.timings.total, self.cfg.batch.target_commit_latency, was_full);
+                            st.aimd.on_commit(
+                                report.timings.total,
+                                self.cfg.batch.target_commit_latency,
+                                was_full,
+                            );
                         }
                         metrics::target_size(partition, st.aimd.target());
                         if size > 0 {
@@ -445,7 +488,10 @@ impl Loop {
             let size = self.batch_size(st);
             let wait = if st.high > 0 { max_wait / 4 } else { max_wait };
             let aged = st.oldest.is_some_and(|t| now.duration_since(t) >= wait);
-            if st.buffer.len() >= size || (!st.buffer.is_empty() && aged) || (st.buffer.is_empty() && st.needs_recovery) {
+            if st.buffer.len() >= size
+                || (!st.buffer.is_empty() && aged)
+                || (st.buffer.is_empty() && st.needs_recovery)
+            {
                 ready.push((st.high == 0, st.oldest.unwrap_or(now), *p));
             }
         }
@@ -456,7 +502,10 @@ impl Loop {
             }
             let regions = self.head_regions(p);
             let cap = self.cfg.flow.max_in_flight_per_region;
-            if regions.iter().any(|r| self.region_in_flight.get(r).copied().unwrap_or(0) >= cap) {
+            if regions
+                .iter()
+                .any(|r| self.region_in_flight.get(r).copied().unwrap_or(0) >= cap)
+            {
                 continue;
             }
             self.start_batch(p, regions);
@@ -464,8 +513,14 @@ impl Loop {
     }
 
     fn batch_size(&self, st: &PartitionState) -> usize {
-        let head_type = st.buffer.front().and_then(|i| i.verdict.as_ref().ok()).map(|c| c.data_type);
-        let bounds = head_type.map_or((self.cfg.batch.min_size, self.cfg.batch.max_size), |d| self.cfg.batch.bounds(d));
+        let head_type = st
+            .buffer
+            .front()
+            .and_then(|i| i.verdict.as_ref().ok())
+            .map(|c| c.data_type);
+        let bounds = head_type.map_or((self.cfg.batch.min_size, self.cfg.batch.max_size), |d| {
+            self.cfg.batch.bounds(d)
+        });
         let size = st.aimd.size_for(bounds);
         match self.ctx.limits.batch_cap() {
             Some(cap) => size.min(cap.max(1)),
@@ -480,7 +535,12 @@ impl Loop {
             .buffer
             .iter()
             .take(n)
-            .filter_map(|i| i.raw.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()))
+            .filter_map(|i| {
+                i.raw
+                    .key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            })
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -495,8 +555,16 @@ impl Loop {
         let n = size.min(st.buffer.len());
         let was_full = n >= size;
         let items: Vec<Incoming> = st.buffer.drain(..n).collect();
-        st.high = st.buffer.iter().filter(|i| matches!(&i.verdict, Ok(c) if c.priority == Priority::High)).count();
-        st.oldest = if st.buffer.is_empty() { None } else { Some(Instant::now()) };
+        st.high = st
+            .buffer
+            .iter()
+            .filter(|i| matches!(&i.verdict, Ok(c) if c.priority == Priority::High))
+            .count();
+        st.oldest = if st.buffer.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
         st.in_flight = true;
         st.cancel = CancellationToken::new();
         for r in &regions {
@@ -523,7 +591,10 @@ impl Loop {
         let mut rejected_meta = Vec::new();
         for inc in items {
             match inc.verdict {
-                Ok(checked) => records.push(SinkRecord { raw: inc.raw, checked }),
+                Ok(checked) => records.push(SinkRecord {
+                    raw: inc.raw,
+                    checked,
+                }),
                 Err(r) => {
                     let f = Failure {
                         class: r.rejection.class().to_string(),
@@ -534,7 +605,10 @@ impl Loop {
                         region: r.region.clone(),
                         ..Default::default()
                     };
-                    rejected.push((inc.raw.offset, output::dead_letter(&inc.raw, &f, &cfg.kafka.dlq_topic)));
+                    rejected.push((
+                        inc.raw.offset,
+                        output::dead_letter(&inc.raw, &f, &cfg.kafka.dlq_topic),
+                    ));
                     rejected_meta.push((inc.raw.offset, r.data_type, r.region));
                 }
             }
@@ -561,7 +635,7 @@ impl Loop {
                     partition: p,
                     size: n,
                     was_full,
-                    result: Box::new(result),
+                    result,
                 });
             }
             .instrument(span),
@@ -581,7 +655,9 @@ async fn run_batch(
     if ctx.limits.enabled() {
         let mut per_region: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &batch.records {
-            *per_region.entry(r.checked.region_code.as_str()).or_default() += 1;
+            *per_region
+                .entry(r.checked.region_code.as_str())
+                .or_default() += 1;
         }
         for (region, n) in per_region {
             tokio::select! {
@@ -612,7 +688,10 @@ async fn run_batch(
                     Step::Stalled(d) => {
                         if !stalled {
                             stalled = true;
-                            let _ = ctx.completions.send(Completion::Stalled { partition: p, stalled: true });
+                            let _ = ctx.completions.send(Completion::Stalled {
+                                partition: p,
+                                stalled: true,
+                            });
                             tracing::error!(partition = p, class = e.class(), error = %msg,
                                 "partition stalled: retries exhausted; it is paused and retried with backoff until the database recovers (nothing is dead-lettered)");
                         } else {
@@ -635,30 +714,40 @@ async fn run_batch(
         }
     };
     if stalled {
-        let _ = ctx.completions.send(Completion::Stalled { partition: p, stalled: false });
+        let _ = ctx.completions.send(Completion::Stalled {
+            partition: p,
+            stalled: false,
+        });
         tracing::info!(partition = p, "partition recovered");
     }
     let mut outputs: Vec<OutMessage> = report.foreign_outputs.clone();
     outputs.extend(report.outputs.iter().cloned());
-    let kafka = ctx.committer.commit(p, report.watermark_after, outputs).await;
+    let kafka = ctx
+        .committer
+        .commit(p, report.watermark_after, outputs)
+        .await;
     if kafka.is_ok() {
         metrics::last_commit_now();
     }
     if !report.poison.is_empty() {
-        tracing::warn!(partition = p, rejected = report.poison.len(), "the database rejected records; they were dead-lettered, the rest committed");
+        tracing::warn!(
+            partition = p,
+            rejected = report.poison.len(),
+            "the database rejected records; they were dead-lettered, the rest committed"
+        );
     }
     tracing::debug!(
         applied = report.counts.get(&Outcome::Applied).copied().unwrap_or(0),
         total_ms = report.timings.total.as_millis() as u64,
         "batch committed"
     );
-    BatchResult::Committed {
+    BatchResult::Committed(Box::new(Committed {
         records: batch.records,
         rejected,
         report,
         kafka,
         failures: retry.failures(),
-    }
+    }))
 }
 
 /// Per-batch metric emission: counts aggregated by (outcome, data type,
@@ -672,7 +761,13 @@ fn record_metrics(
     let mut counts: HashMap<(Outcome, &str, &str), u64> = HashMap::new();
     let now_ms = chrono::Utc::now().timestamp_millis();
     for (r, o) in records.iter().zip(&report.outcomes) {
-        *counts.entry((*o, r.checked.data_type.as_str(), r.checked.region_code.as_str())).or_default() += 1;
+        *counts
+            .entry((
+                *o,
+                r.checked.data_type.as_str(),
+                r.checked.region_code.as_str(),
+            ))
+            .or_default() += 1;
         if o.wrote() {
             if let Some(ts) = r.raw.timestamp_ms {
                 metrics::end_to_end(((now_ms - ts).max(0) as f64) / 1000.0);
@@ -687,7 +782,11 @@ fn record_metrics(
     for (offset, dt, region) in rejected {
         let dt = dt.map(|d| d.as_str()).unwrap_or("unknown");
         let region = region.as_deref().unwrap_or("unknown");
-        let o = if *offset >= report.watermark_before { Outcome::Invalid } else { Outcome::Skipped };
+        let o = if *offset >= report.watermark_before {
+            Outcome::Invalid
+        } else {
+            Outcome::Skipped
+        };
         *counts.entry((o, dt, region)).or_default() += 1;
     }
     for ((o, dt, region), n) in counts {

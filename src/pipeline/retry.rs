@@ -46,12 +46,16 @@ impl RetryState {
         let n = self.failures;
         let jitter = |max_ms: u64| Duration::from_millis(rand::rng().random_range(0..=max_ms));
         let quick = match err {
-            SinkError::Transient { class: Transient::Connection, .. } if n <= cfg.connection_attempts => {
+            SinkError::Transient {
+                class: Transient::Connection,
+                ..
+            } if n <= cfg.connection_attempts => {
                 Some(cfg.connection_base * 2u32.saturating_pow(n - 1) + jitter(50))
             }
-            SinkError::Transient { class: Transient::Timeout, .. } if n <= cfg.timeout_attempts => {
-                Some(cfg.timeout_step * n + jitter(50))
-            }
+            SinkError::Transient {
+                class: Transient::Timeout,
+                ..
+            } if n <= cfg.timeout_attempts => Some(cfg.timeout_step * n + jitter(50)),
             SinkError::Transient {
                 class: Transient::Deadlock | Transient::Serialization | Transient::LockWait,
                 ..
@@ -100,7 +104,10 @@ mod tests {
         assert!((1000..=1050).contains(&ms(d[1])));
         assert!((2000..=2050).contains(&ms(d[2])));
         assert!(matches!(d[3], Step::Stalled(_)));
-        assert!(ms(d[4]) >= 2000 && ms(d[5]) >= 4000, "stalled backoff doubles");
+        assert!(
+            ms(d[4]) >= 2000 && ms(d[5]) >= 4000,
+            "stalled backoff doubles"
+        );
         let mut s = RetryState::default();
         let last = (0..20).map(|_| s.next(&conn(), &cfg())).last().unwrap();
         assert!(last.delay() <= Duration::from_millis(30_250), "capped");
@@ -121,6 +128,9 @@ mod tests {
     #[test]
     fn fatal_errors_stall_at_once() {
         let mut s = RetryState::default();
-        assert!(matches!(s.next(&SinkError::Fatal("no table".into()), &cfg()), Step::Stalled(_)));
+        assert!(matches!(
+            s.next(&SinkError::Fatal("no table".into()), &cfg()),
+            Step::Stalled(_)
+        ));
     }
 }

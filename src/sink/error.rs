@@ -79,13 +79,17 @@ pub fn classify_sqlstate(code: &str, constraint: Option<&str>, message: &str) ->
         ("40P01", _) => transient(Transient::Deadlock),
         ("55P03", _) => transient(Transient::LockWait),
         ("57014", _) => transient(Transient::Timeout),
-        ("57P01" | "57P02" | "57P03", _) | (_, "08") | (_, "53") => transient(Transient::Connection),
+        ("57P01" | "57P02" | "57P03", _) | (_, "08") | (_, "53") => {
+            transient(Transient::Connection)
+        }
         (_, "22") | (_, "23") => SinkError::Record {
             code: Some(code.to_string()),
             constraint: constraint.map(str::to_string),
             message: message.to_string(),
         },
-        ("42P01", _) => SinkError::Fatal(format!("{message} (SQLSTATE {code}): run `govsync migrate`")),
+        ("42P01", _) => SinkError::Fatal(format!(
+            "{message} (SQLSTATE {code}): run `govsync migrate`"
+        )),
         _ => SinkError::Fatal(format!("{message} (SQLSTATE {code})")),
     }
 }
@@ -133,10 +137,15 @@ impl From<sqlx::Error> for SinkError {
             }
             E::Io(e) => SinkError::transient(Transient::Connection, e),
             E::Tls(e) => SinkError::transient(Transient::Connection, e),
-            E::PoolTimedOut => SinkError::transient(Transient::Timeout, "timed out waiting for a database connection"),
+            E::PoolTimedOut => SinkError::transient(
+                Transient::Timeout,
+                "timed out waiting for a database connection",
+            ),
             E::PoolClosed => SinkError::Fatal("the database pool was closed".into()),
             E::Protocol(m) => SinkError::transient(Transient::Connection, m),
-            E::WorkerCrashed => SinkError::transient(Transient::Connection, "the SQLite worker crashed"),
+            E::WorkerCrashed => {
+                SinkError::transient(Transient::Connection, "the SQLite worker crashed")
+            }
             other => SinkError::Fatal(other.to_string()),
         }
     }
@@ -170,7 +179,10 @@ mod tests {
     #[test]
     fn sqlite_codes() {
         assert_eq!(classify_sqlite(5, "busy").class(), "lock_wait");
-        assert_eq!(classify_sqlite(275, "CHECK constraint failed").class(), "record");
+        assert_eq!(
+            classify_sqlite(275, "CHECK constraint failed").class(),
+            "record"
+        );
         assert_eq!(classify_sqlite(2067, "UNIQUE").class(), "record");
         assert_eq!(classify_sqlite(13, "full").class(), "fatal");
     }

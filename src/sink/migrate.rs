@@ -19,7 +19,13 @@ impl<'s> MigrationSource<'s> for EmbeddedSource {
                 .0
                 .iter()
                 .map(|(v, d, sql)| {
-                    Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sqlx::SqlSafeStr::into_sql_str(*sql), false)
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        MigrationType::Simple,
+                        sqlx::SqlSafeStr::into_sql_str(*sql),
+                        false,
+                    )
                 })
                 .collect())
         })
@@ -27,18 +33,35 @@ impl<'s> MigrationSource<'s> for EmbeddedSource {
 }
 
 /// A migrator over embedded migrations, tracked in `table`.
-pub async fn migrator(migrations: &'static [Embedded], table: &'static str) -> Result<Migrator, sqlx::migrate::MigrateError> {
+pub async fn migrator(
+    migrations: &'static [Embedded],
+    table: &'static str,
+) -> Result<Migrator, sqlx::migrate::MigrateError> {
     let mut m = Migrator::new(EmbeddedSource(migrations)).await?;
     m.dangerous_set_table_name(table);
     Ok(m)
 }
 
-pub const POSTGRES: &[Embedded] = &[(1, "govsync tables", include_str!("../../migrations/postgres/0001_govsync_tables.sql"))];
-pub const POSTGRES_DEV: &[Embedded] =
-    &[(1, "customer_profile (dev)", include_str!("../../migrations/postgres/dev_0001_customer_profile.sql"))];
-pub const SQLITE: &[Embedded] = &[(1, "govsync tables", include_str!("../../migrations/sqlite/0001_govsync_tables.sql"))];
-pub const SQLITE_DEV: &[Embedded] =
-    &[(1, "customer_profile (dev)", include_str!("../../migrations/sqlite/dev_0001_customer_profile.sql"))];
+pub const POSTGRES: &[Embedded] = &[(
+    1,
+    "govsync tables",
+    include_str!("../../migrations/postgres/0001_govsync_tables.sql"),
+)];
+pub const POSTGRES_DEV: &[Embedded] = &[(
+    1,
+    "customer_profile (dev)",
+    include_str!("../../migrations/postgres/dev_0001_customer_profile.sql"),
+)];
+pub const SQLITE: &[Embedded] = &[(
+    1,
+    "govsync tables",
+    include_str!("../../migrations/sqlite/0001_govsync_tables.sql"),
+)];
+pub const SQLITE_DEV: &[Embedded] = &[(
+    1,
+    "customer_profile (dev)",
+    include_str!("../../migrations/sqlite/dev_0001_customer_profile.sql"),
+)];
 
 /// Table tracking govsync's migrations.
 pub const TABLE: &str = "govsync_migrations";

@@ -132,7 +132,12 @@ pub trait Tx: Send {
     /// Locks the partition's watermark row (creating it at 0) and returns it.
     async fn lock_watermark(&mut self, key: &PartitionKey) -> SinkResult<i64>;
     /// Outbox messages of batches whose next offset is in `(from, to]`.
-    async fn read_outbox(&mut self, key: &PartitionKey, from: i64, to: i64) -> SinkResult<Vec<OutMessage>>;
+    async fn read_outbox(
+        &mut self,
+        key: &PartitionKey,
+        from: i64,
+        to: i64,
+    ) -> SinkResult<Vec<OutMessage>>;
     /// Locks and reads the target rows (in customer-id order).
     async fn lock_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>>;
     /// Reads the rows without locking (post-write verification).
@@ -140,7 +145,10 @@ pub trait Tx: Send {
     /// Event ids among `ids` already in the change log.
     async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>>;
     /// Latest governed_at of written results per (customer, data type).
-    async fn last_governed(&mut self, ids: &[String]) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>>;
+    async fn last_governed(
+        &mut self,
+        ids: &[String],
+    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>>;
     async fn savepoint(&mut self) -> SinkResult<()>;
     async fn rollback_to_savepoint(&mut self) -> SinkResult<()>;
     async fn release_savepoint(&mut self) -> SinkResult<()>;
@@ -164,11 +172,20 @@ pub trait Tx: Send {
     /// Deletes outbox rows with next offset ≤ `upto`.
     async fn prune_outbox(&mut self, key: &PartitionKey, upto: i64) -> SinkResult<()>;
     async fn write_ledger(&mut self, e: &LedgerEntry) -> SinkResult<()>;
-    async fn advance_watermark(&mut self, key: &PartitionKey, next: i64, batch_id: &str) -> SinkResult<()>;
+    async fn advance_watermark(
+        &mut self,
+        key: &PartitionKey,
+        next: i64,
+        batch_id: &str,
+    ) -> SinkResult<()>;
     /// Written change-log rows of a batch, in order.
     async fn read_batch_log(&mut self, batch_id: &str) -> SinkResult<Vec<LoggedChange>>;
     /// Sets a batch's ledger status; returns the previous status.
-    async fn set_batch_status(&mut self, batch_id: &str, status: &str) -> SinkResult<Option<String>>;
+    async fn set_batch_status(
+        &mut self,
+        batch_id: &str,
+        status: &str,
+    ) -> SinkResult<Option<String>>;
     async fn commit(self: Box<Self>) -> SinkResult<()>;
 }
 

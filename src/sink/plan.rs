@@ -79,7 +79,11 @@ impl Outcome {
     pub fn is_logged(self) -> bool {
         matches!(
             self,
-            Outcome::Applied | Outcome::Flagged | Outcome::Review | Outcome::Conflict | Outcome::Stale
+            Outcome::Applied
+                | Outcome::Flagged
+                | Outcome::Review
+                | Outcome::Conflict
+                | Outcome::Stale
         )
     }
 
@@ -146,7 +150,13 @@ pub struct Plan {
 
 impl Plan {
     pub fn is_empty_write(&self) -> bool {
-        self.updates.is_empty() && self.inserts.is_empty() && !self.decisions.iter().flatten().any(|d| d.outcome.is_logged())
+        self.updates.is_empty()
+            && self.inserts.is_empty()
+            && !self
+                .decisions
+                .iter()
+                .flatten()
+                .any(|d| d.outcome.is_logged())
     }
 }
 
@@ -176,12 +186,17 @@ pub fn plan(
             continue;
         }
         if let Disposition::Hold(reasons) = &c.disposition {
-            decisions.push(Some(Decision::bare(Outcome::Review, "hold", reasons.clone())));
+            decisions.push(Some(Decision::bare(
+                Outcome::Review,
+                "hold",
+                reasons.clone(),
+            )));
             continue;
         }
-        let last = last_gov
-            .get(&(cust, c.data_type))
-            .or_else(|| snap.last_governed.get(&(c.customer_id.clone(), c.data_type)));
+        let last = last_gov.get(&(cust, c.data_type)).or_else(|| {
+            snap.last_governed
+                .get(&(c.customer_id.clone(), c.data_type))
+        });
         if let Some(last) = last
             && c.governed_at < *last
         {
@@ -210,7 +225,11 @@ pub fn plan(
         if c.operation == OperationType::Insert && exists {
             decisions.push(Some(Decision {
                 current: rows.get(cust).cloned(),
-                ..Decision::bare(Outcome::Conflict, "none", vec!["insert of a customer that already exists".into()])
+                ..Decision::bare(
+                    Outcome::Conflict,
+                    "none",
+                    vec!["insert of a customer that already exists".into()],
+                )
             }));
             continue;
         }
@@ -218,7 +237,9 @@ pub fn plan(
             decisions.push(Some(Decision::bare(
                 Outcome::Invalid,
                 "none",
-                vec![format!("customer {cust} does not exist in the target table")],
+                vec![format!(
+                    "customer {cust} does not exist in the target table"
+                )],
             )));
             continue;
         }
@@ -313,7 +334,11 @@ pub fn plan(
 /// still holds what the engine saw (or already holds the governed value);
 /// keep the row's value when it extends the governed one; otherwise give up.
 /// Metadata columns are always written.
-fn merge(row: &Row, c: &Checked, writes: &[(Column, Value)]) -> Result<Vec<(Column, Value)>, String> {
+fn merge(
+    row: &Row,
+    c: &Checked,
+    writes: &[(Column, Value)],
+) -> Result<Vec<(Column, Value)>, String> {
     let mut out = Vec::with_capacity(writes.len());
     for (col, governed) in writes {
         if col.is_metadata() {
@@ -321,7 +346,11 @@ fn merge(row: &Row, c: &Checked, writes: &[(Column, Value)]) -> Result<Vec<(Colu
             continue;
         }
         let current = row.get(*col);
-        let seen = c.seen_values.iter().find(|(sc, _)| sc == col).map(|(_, v)| v);
+        let seen = c
+            .seen_values
+            .iter()
+            .find(|(sc, _)| sc == col)
+            .map(|(_, v)| v);
         if current == *governed || Some(&current) == seen || current == Value::Null {
             out.push((*col, governed.clone()));
         } else if let (Value::Text(cur), Value::Text(gov)) = (&current, governed)
@@ -363,7 +392,10 @@ mod tests {
                 (Column::QualityScore, Value::Float(0.92)),
                 (Column::LastGovernanceTime, Value::Time(t(governed))),
             ],
-            seen_values: vec![(Column::Address, Value::Text("江苏南京玄武区中山路123".into()))],
+            seen_values: vec![(
+                Column::Address,
+                Value::Text("江苏南京玄武区中山路123".into()),
+            )],
             name: None,
             disposition: Disposition::Apply,
             quality_gain: Some(0.27),
@@ -396,7 +428,10 @@ mod tests {
         assert_eq!(p.updates.len(), 1);
         assert_eq!(p.updates[0].row.address.as_deref(), Some(GOV));
         assert_eq!(p.updates[0].row.version, 4);
-        assert_eq!(p.decisions[0].as_ref().unwrap().before.as_ref().unwrap()["address"], "江苏南京玄武区中山路123");
+        assert_eq!(
+            p.decisions[0].as_ref().unwrap().before.as_ref().unwrap()["address"],
+            "江苏南京玄武区中山路123"
+        );
     }
 
     #[test]
@@ -405,7 +440,10 @@ mod tests {
         let snap = snap_with(CONCURRENT, "2024-01-15 10:25:00");
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
         let review = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review);
-        assert_eq!(review.decisions[0].as_ref().unwrap().outcome, Outcome::Conflict);
+        assert_eq!(
+            review.decisions[0].as_ref().unwrap().outcome,
+            Outcome::Conflict
+        );
         assert!(review.updates.is_empty());
 
         let over = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Overwrite);
@@ -430,35 +468,71 @@ mod tests {
     #[test]
     fn same_customer_twice_collapses_to_one_write() {
         let snap = snap_with("old", "2024-01-10 14:30:00");
-        let a = checked("e1", "C1", "江苏省南京市玄武区中山路1号", "2024-01-15T10:00:00+08:00");
-        let b = checked("e2", "C1", "江苏省南京市玄武区中山路2号", "2024-01-15T11:00:00+08:00");
+        let a = checked(
+            "e1",
+            "C1",
+            "江苏省南京市玄武区中山路1号",
+            "2024-01-15T10:00:00+08:00",
+        );
+        let b = checked(
+            "e2",
+            "C1",
+            "江苏省南京市玄武区中山路2号",
+            "2024-01-15T11:00:00+08:00",
+        );
         let p = plan(&[&a, &b], &[true, true], &snap, |_| ConflictPolicy::Review);
         assert_eq!(p.updates.len(), 1);
         assert_eq!(p.updates[0].row.version, 5);
-        assert_eq!(p.updates[0].row.address.as_deref(), Some("江苏省南京市玄武区中山路2号"));
+        assert_eq!(
+            p.updates[0].row.address.as_deref(),
+            Some("江苏省南京市玄武区中山路2号")
+        );
         // The second record's before-image is the first record's after-image.
         let d2 = p.decisions[1].as_ref().unwrap();
-        assert_eq!(d2.before.as_ref().unwrap()["address"], "江苏省南京市玄武区中山路1号");
+        assert_eq!(
+            d2.before.as_ref().unwrap()["address"],
+            "江苏省南京市玄武区中山路1号"
+        );
     }
 
     #[test]
     fn stale_and_duplicate() {
         let mut snap = snap_with("old", "2024-01-10 14:30:00");
         snap.seen.insert("seen".into());
-        snap.last_governed.insert(("C1".into(), DataType::Address), t("2024-01-15T12:00:00+08:00"));
+        snap.last_governed.insert(
+            ("C1".into(), DataType::Address),
+            t("2024-01-15T12:00:00+08:00"),
+        );
         let dup = checked("seen", "C1", GOV, "2024-01-15T13:00:00+08:00");
         let stale = checked("e2", "C1", GOV, "2024-01-15T11:00:00+08:00");
         let fresh = checked("e3", "C1", GOV, "2024-01-15T13:00:00+08:00");
         let again = checked("e3", "C1", GOV, "2024-01-15T13:00:00+08:00");
-        let p = plan(&[&dup, &stale, &fresh, &again], &[true; 4], &snap, |_| ConflictPolicy::Review);
-        let o: Vec<Outcome> = p.decisions.iter().map(|d| d.as_ref().unwrap().outcome).collect();
-        assert_eq!(o, [Outcome::Duplicate, Outcome::Stale, Outcome::Applied, Outcome::Duplicate]);
+        let p = plan(&[&dup, &stale, &fresh, &again], &[true; 4], &snap, |_| {
+            ConflictPolicy::Review
+        });
+        let o: Vec<Outcome> = p
+            .decisions
+            .iter()
+            .map(|d| d.as_ref().unwrap().outcome)
+            .collect();
+        assert_eq!(
+            o,
+            [
+                Outcome::Duplicate,
+                Outcome::Stale,
+                Outcome::Applied,
+                Outcome::Duplicate
+            ]
+        );
     }
 
     #[test]
     fn a_phone_result_never_makes_an_address_result_stale() {
         let mut snap = snap_with("old", "2024-01-10 14:30:00");
-        snap.last_governed.insert(("C1".into(), DataType::Phone), t("2024-01-16T00:00:00+08:00"));
+        snap.last_governed.insert(
+            ("C1".into(), DataType::Phone),
+            t("2024-01-16T00:00:00+08:00"),
+        );
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
         let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review);
         assert_eq!(p.decisions[0].as_ref().unwrap().outcome, Outcome::Applied);
@@ -472,7 +546,9 @@ mod tests {
         ins.seen_last_update = None;
         let upd = checked("e2", "NEW", CONCURRENT, "2024-01-15T10:05:00+08:00");
         let missing = checked("e3", "GHOST", GOV, "2024-01-15T10:05:00+08:00");
-        let p = plan(&[&ins, &upd, &missing], &[true; 3], &snap, |_| ConflictPolicy::Review);
+        let p = plan(&[&ins, &upd, &missing], &[true; 3], &snap, |_| {
+            ConflictPolicy::Review
+        });
         assert_eq!(p.inserts.len(), 1);
         assert!(p.updates.is_empty());
         assert_eq!(p.inserts[0].row.version, 2);

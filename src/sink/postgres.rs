@@ -11,7 +11,8 @@ use sqlx::{AssertSqlSafe, Postgres, Row as _, Transaction};
 
 use super::plan::RowWrite;
 use super::{
-    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError, SinkResult, Tx, migrate,
+    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError,
+    SinkResult, Tx, migrate,
 };
 use crate::config::DatabaseConfig;
 use crate::event::{DataType, Row};
@@ -71,7 +72,10 @@ impl PgDatabase {
             .map_err(|e| SinkError::Fatal(format!("database.url: {e}")))?
             .application_name("govsync")
             .options([
-                ("statement_timeout", format!("{}", cfg.statement_timeout.as_millis())),
+                (
+                    "statement_timeout",
+                    format!("{}", cfg.statement_timeout.as_millis()),
+                ),
                 ("lock_timeout", format!("{}", cfg.lock_timeout.as_millis())),
             ]);
         if let Some(schema) = &cfg.schema {
@@ -222,7 +226,12 @@ impl Tx for PgTx {
             .await?)
     }
 
-    async fn read_outbox(&mut self, key: &PartitionKey, from: i64, to: i64) -> SinkResult<Vec<OutMessage>> {
+    async fn read_outbox(
+        &mut self,
+        key: &PartitionKey,
+        from: i64,
+        to: i64,
+    ) -> SinkResult<Vec<OutMessage>> {
         let rows = sqlx::query(
             "SELECT dest_topic, msg_key, msg_value, headers FROM govsync_outbox \
              WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3 AND next_offset > $4 AND next_offset <= $5 \
@@ -242,8 +251,9 @@ impl Tx for PgTx {
                     topic: r.try_get(0)?,
                     key: r.try_get(1)?,
                     payload: r.try_get(2)?,
-                    headers: decode_headers(&headers)
-                        .ok_or_else(|| SinkError::Fatal("corrupt headers in govsync_outbox".into()))?,
+                    headers: decode_headers(&headers).ok_or_else(|| {
+                        SinkError::Fatal("corrupt headers in govsync_outbox".into())
+                    })?,
                 })
             })
             .collect()
@@ -266,14 +276,18 @@ impl Tx for PgTx {
     }
 
     async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>> {
-        let found: Vec<String> = sqlx::query_scalar("SELECT event_id FROM govsync_change_log WHERE event_id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM govsync_change_log WHERE event_id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *self.tx)
+                .await?;
         Ok(found.into_iter().collect())
     }
 
-    async fn last_governed(&mut self, ids: &[String]) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
+    async fn last_governed(
+        &mut self,
+        ids: &[String],
+    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
         let rows = sqlx::query(
             "SELECT customer_id, data_type, max(governed_at) FROM govsync_change_log \
              WHERE customer_id = ANY($1) AND outcome IN ('applied', 'flagged') GROUP BY customer_id, data_type",
@@ -292,17 +306,23 @@ impl Tx for PgTx {
     }
 
     async fn savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
+        sqlx::query("SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     async fn rollback_to_savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("ROLLBACK TO SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
+        sqlx::query("ROLLBACK TO SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     async fn release_savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("RELEASE SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
+        sqlx::query("RELEASE SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -338,7 +358,10 @@ impl Tx for PgTx {
         }
         if !updates.is_empty() {
             let q = sqlx::query(AssertSqlSafe(self.sql.update.clone()));
-            let done = RowArrays::of(updates).bind(q).execute(&mut *self.tx).await?;
+            let done = RowArrays::of(updates)
+                .bind(q)
+                .execute(&mut *self.tx)
+                .await?;
             if done.rows_affected() != updates.len() as u64 {
                 return Err(SinkError::Verification(format!(
                     "updated {} rows, expected {}",
@@ -362,7 +385,13 @@ impl Tx for PgTx {
         Ok(())
     }
 
-    async fn write_outbox(&mut self, batch_id: &str, key: &PartitionKey, next_offset: i64, msgs: &[OutMessage]) -> SinkResult<()> {
+    async fn write_outbox(
+        &mut self,
+        batch_id: &str,
+        key: &PartitionKey,
+        next_offset: i64,
+        msgs: &[OutMessage],
+    ) -> SinkResult<()> {
         sqlx::query(
             "INSERT INTO govsync_outbox (batch_id, seq, consumer_group, topic, partition_id, next_offset, dest_topic, \
              msg_key, msg_value, headers) \
@@ -421,7 +450,12 @@ impl Tx for PgTx {
         Ok(())
     }
 
-    async fn advance_watermark(&mut self, key: &PartitionKey, next: i64, batch_id: &str) -> SinkResult<()> {
+    async fn advance_watermark(
+        &mut self,
+        key: &PartitionKey,
+        next: i64,
+        batch_id: &str,
+    ) -> SinkResult<()> {
         sqlx::query(
             "UPDATE govsync_watermark SET next_offset = $4, batch_id = $5, updated_at = now() \
              WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3 AND next_offset <= $4",
@@ -447,11 +481,16 @@ impl Tx for PgTx {
         rows.iter().map(logged_change).collect()
     }
 
-    async fn set_batch_status(&mut self, batch_id: &str, status: &str) -> SinkResult<Option<String>> {
-        let prev: Option<String> = sqlx::query_scalar("SELECT status FROM govsync_batch WHERE batch_id = $1 FOR UPDATE")
-            .bind(batch_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+    async fn set_batch_status(
+        &mut self,
+        batch_id: &str,
+        status: &str,
+    ) -> SinkResult<Option<String>> {
+        let prev: Option<String> =
+            sqlx::query_scalar("SELECT status FROM govsync_batch WHERE batch_id = $1 FOR UPDATE")
+                .bind(batch_id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
         sqlx::query("UPDATE govsync_batch SET status = $2 WHERE batch_id = $1")
             .bind(batch_id)
             .bind(status)
@@ -467,7 +506,10 @@ impl Tx for PgTx {
 }
 
 fn logged_change(r: &PgRow) -> SinkResult<LoggedChange> {
-    let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
+    let parse = |s: Option<String>| {
+        s.and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
     Ok(LoggedChange {
         event_id: r.try_get(0)?,
         customer_id: r.try_get(1)?,
@@ -530,8 +572,13 @@ impl Database for PgDatabase {
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
         let mut done = Vec::new();
         let run = |m: &'static [migrate::Embedded], table: &'static str| async move {
-            let migrator = migrate::migrator(m, table).await.map_err(|e| SinkError::Fatal(e.to_string()))?;
-            migrator.run(&self.pool).await.map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))
+            let migrator = migrate::migrator(m, table)
+                .await
+                .map_err(|e| SinkError::Fatal(e.to_string()))?;
+            migrator
+                .run(&self.pool)
+                .await
+                .map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))
         };
         run(migrate::POSTGRES, migrate::TABLE).await?;
         done.push("govsync tables".to_string());

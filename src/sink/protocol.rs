@@ -71,7 +71,11 @@ pub struct Timings {
 }
 
 /// Applies one batch in one transaction.
-pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) -> SinkResult<BatchReport> {
+pub async fn apply(
+    db: &dyn Database,
+    batch: &SinkBatch,
+    opts: &ApplyOptions,
+) -> SinkResult<BatchReport> {
     let started = Instant::now();
     let started_at = Utc::now();
     let mut tx = db.begin().await?;
@@ -80,13 +84,19 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
     let w_db = tx.lock_watermark(&batch.key).await?;
     report.watermark_before = w_db;
     if w_db > batch.expected_watermark {
-        report.foreign_outputs = tx.read_outbox(&batch.key, batch.expected_watermark, w_db).await?;
+        report.foreign_outputs = tx
+            .read_outbox(&batch.key, batch.expected_watermark, w_db)
+            .await?;
     }
     let live: Vec<usize> = (0..batch.records.len())
         .filter(|&i| batch.records[i].raw.offset >= w_db)
         .collect();
     let checked: Vec<&Checked> = live.iter().map(|&i| &batch.records[i].checked).collect();
-    let rejected_live = batch.rejected.iter().filter(|(off, _)| *off >= w_db).count();
+    let rejected_live = batch
+        .rejected
+        .iter()
+        .filter(|(off, _)| *off >= w_db)
+        .count();
     if live.is_empty() && rejected_live == 0 {
         // Nothing of ours left to apply: a recovery batch, or records another
         // instance applied already. Only the foreign outbox goes out.
@@ -101,7 +111,12 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
         return Ok(report);
     }
 
-    let mut ids: Vec<String> = checked.iter().map(|c| c.customer_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut ids: Vec<String> = checked
+        .iter()
+        .map(|c| c.customer_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let event_ids: Vec<String> = checked.iter().map(|c| c.event_id.clone()).collect();
     let snap = Snapshot {
         rows: tx.lock_rows(&ids).await?,
@@ -119,14 +134,27 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
         let plan = plan::plan(&checked, &include, &snap, |dt| opts.policy(dt));
         let log = log_entries(batch, &live, &checked, &plan);
         tx.savepoint().await?;
-        match tx.write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[]).await {
+        match tx
+            .write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[])
+            .await
+        {
             Ok(()) => {
                 tx.release_savepoint().await?;
                 break plan;
             }
             Err(err @ SinkError::Record { .. }) => {
                 tx.rollback_to_savepoint().await?;
-                let (culprit, err) = find_culprit(tx.as_mut(), batch, &live, &checked, &include, &snap, opts, err).await?;
+                let (culprit, err) = find_culprit(
+                    tx.as_mut(),
+                    batch,
+                    &live,
+                    &checked,
+                    &include,
+                    &snap,
+                    opts,
+                    err,
+                )
+                .await?;
                 include[culprit] = false;
                 poison.push((culprit, err));
                 if poison.len() > max_poison {
@@ -134,7 +162,10 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
                         "the database rejected more than {max_poison} of {} records (last: {}); \
                          this looks systemic, so the batch is not dead-lettered",
                         checked.len(),
-                        poison.last().map(|(_, e)| e.to_string()).unwrap_or_default()
+                        poison
+                            .last()
+                            .map(|(_, e)| e.to_string())
+                            .unwrap_or_default()
                     )));
                 }
             }
@@ -158,7 +189,9 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
             (Some(d), _) => (d.outcome, side_output(batch, rec, d, opts)),
             (None, Some(err)) => {
                 let (code, constraint) = match err {
-                    SinkError::Record { code, constraint, .. } => (code.clone(), constraint.clone()),
+                    SinkError::Record {
+                        code, constraint, ..
+                    } => (code.clone(), constraint.clone()),
                     _ => (None, None),
                 };
                 report.poison.push((rec.raw.offset, code.clone()));
@@ -173,7 +206,10 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
                     region: Some(rec.checked.region_code.clone()),
                     ..Default::default()
                 };
-                (Outcome::Poison, Some(output::dead_letter(&rec.raw, &f, &opts.dlq_topic)))
+                (
+                    Outcome::Poison,
+                    Some(output::dead_letter(&rec.raw, &f, &opts.dlq_topic)),
+                )
             }
             (None, None) => unreachable!("a record is excluded only when it is poison"),
         };
@@ -198,7 +234,8 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
     // Outbox, ledger, watermark.
     let next = batch.next_offset().max(w_db);
     if !report.outputs.is_empty() {
-        tx.write_outbox(&batch.batch_id, &batch.key, next, &report.outputs).await?;
+        tx.write_outbox(&batch.batch_id, &batch.key, next, &report.outputs)
+            .await?;
     }
     if let Some(upto) = batch.prune_outbox_upto {
         tx.prune_outbox(&batch.key, upto).await?;
@@ -212,14 +249,19 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
         first_offset: batch.first_offset,
         last_offset: batch.last_offset,
         records: (batch.records.len() + batch.rejected.len()) as i64,
-        counts: report.counts.iter().map(|(o, n)| (o.as_str().to_string(), *n as i64)).collect(),
+        counts: report
+            .counts
+            .iter()
+            .map(|(o, n)| (o.as_str().to_string(), *n as i64))
+            .collect(),
         started_at,
         duration_ms: started.elapsed().as_millis() as i64,
         attempts: batch.attempt as i32,
         status: "committed".into(),
     };
     tx.write_ledger(&ledger).await?;
-    tx.advance_watermark(&batch.key, next, &batch.batch_id).await?;
+    tx.advance_watermark(&batch.key, next, &batch.batch_id)
+        .await?;
     report.watermark_after = next;
 
     // Post-write verification: the rows hold exactly what was planned.
@@ -236,7 +278,12 @@ pub async fn apply(db: &dyn Database, batch: &SinkBatch, opts: &ApplyOptions) ->
     Ok(report)
 }
 
-fn log_entries(batch: &SinkBatch, live: &[usize], checked: &[&Checked], plan: &Plan) -> Vec<LogEntry> {
+fn log_entries(
+    batch: &SinkBatch,
+    live: &[usize],
+    checked: &[&Checked],
+    plan: &Plan,
+) -> Vec<LogEntry> {
     let mut out = Vec::with_capacity(checked.len());
     for (j, d) in plan.decisions.iter().enumerate() {
         let Some(d) = d else { continue };
@@ -260,7 +307,12 @@ fn log_entries(batch: &SinkBatch, live: &[usize], checked: &[&Checked], plan: &P
     out
 }
 
-fn side_output(batch: &SinkBatch, rec: &super::SinkRecord, d: &Decision, opts: &ApplyOptions) -> Option<OutMessage> {
+fn side_output(
+    batch: &SinkBatch,
+    rec: &super::SinkRecord,
+    d: &Decision,
+    opts: &ApplyOptions,
+) -> Option<OutMessage> {
     let c = &rec.checked;
     let review = |reason, written| {
         output::review(
@@ -320,7 +372,9 @@ async fn find_culprit(
         let plan = plan::plan(checked, &probe, snap, |dt| opts.policy(dt));
         let log = log_entries(batch, live, checked, &plan);
         tx.savepoint().await?;
-        let r = tx.write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[]).await;
+        let r = tx
+            .write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[])
+            .await;
         tx.rollback_to_savepoint().await?;
         match r {
             Ok(()) => lo = mid,
@@ -335,7 +389,12 @@ async fn find_culprit(
 }
 
 /// Re-reads the written rows and compares them with the plan.
-async fn verify(tx: &mut dyn Tx, updates: &[RowWrite], inserts: &[RowWrite], scratch: &mut Vec<String>) -> SinkResult<()> {
+async fn verify(
+    tx: &mut dyn Tx,
+    updates: &[RowWrite],
+    inserts: &[RowWrite],
+    scratch: &mut Vec<String>,
+) -> SinkResult<()> {
     if updates.is_empty() && inserts.is_empty() {
         return Ok(());
     }
@@ -344,7 +403,10 @@ async fn verify(tx: &mut dyn Tx, updates: &[RowWrite], inserts: &[RowWrite], scr
     let rows = tx.read_rows(scratch).await?;
     for w in updates.iter().chain(inserts) {
         let Some(actual) = rows.get(&w.customer_id) else {
-            return Err(SinkError::Verification(format!("row {} is missing after the write", w.customer_id)));
+            return Err(SinkError::Verification(format!(
+                "row {} is missing after the write",
+                w.customer_id
+            )));
         };
         let mut want = w.row.clone();
         // last_update belongs to the business side; compare what we wrote.
@@ -383,11 +445,18 @@ pub struct RollbackReport {
 /// Restores the before-images of a batch for rows that still hold its
 /// after-images; rows changed since are reported and left alone. The
 /// rollback is itself logged (change log + ledger) as a batch.
-pub async fn rollback(db: &dyn Database, batch_id: &str, dry_run: bool) -> SinkResult<RollbackReport> {
+pub async fn rollback(
+    db: &dyn Database,
+    batch_id: &str,
+    dry_run: bool,
+) -> SinkResult<RollbackReport> {
     let started = Instant::now();
     let started_at = Utc::now();
     let mut tx = db.begin().await?;
-    let rb_id = format!("rollback:{batch_id}:{}", started_at.format("%Y%m%dT%H%M%S%.3fZ"));
+    let rb_id = format!(
+        "rollback:{batch_id}:{}",
+        started_at.format("%Y%m%dT%H%M%S%.3fZ")
+    );
     let mut report = RollbackReport {
         batch_id: batch_id.to_string(),
         rollback_batch_id: rb_id.clone(),
@@ -434,7 +503,9 @@ pub async fn rollback(db: &dyn Database, batch_id: &str, dry_run: bool) -> SinkR
     let mut log = Vec::new();
     for (cust, span) in &spans {
         let Some(row) = rows.get(cust) else {
-            report.changed_since.push((cust.clone(), vec!["(row deleted)".into()]));
+            report
+                .changed_since
+                .push((cust.clone(), vec!["(row deleted)".into()]));
             continue;
         };
         let differs: Vec<String> = span
@@ -469,11 +540,20 @@ pub async fn rollback(db: &dyn Database, batch_id: &str, dry_run: bool) -> SinkR
             event_id: format!("{rb_id}:{cust}"),
             customer_id: cust.clone(),
             data_type: span.data_type,
-            operation: if span.inserted { "rollback_delete" } else { "rollback" }.into(),
+            operation: if span.inserted {
+                "rollback_delete"
+            } else {
+                "rollback"
+            }
+            .into(),
             outcome: "rollback",
             governed_at: started_at,
             before: Some(row.image(&cols)),
-            after: Some(if span.inserted { serde_json::Value::Null } else { restored.image(&cols) }),
+            after: Some(if span.inserted {
+                serde_json::Value::Null
+            } else {
+                restored.image(&cols)
+            }),
             partition: -1,
             offset: -1,
         });
@@ -483,13 +563,19 @@ pub async fn rollback(db: &dyn Database, batch_id: &str, dry_run: bool) -> SinkR
     }
     let previous = tx.set_batch_status(batch_id, "rolled_back").await?;
     if previous.as_deref() == Some("rolled_back") {
-        return Err(SinkError::Fatal(format!("batch {batch_id} was already rolled back")));
+        return Err(SinkError::Fatal(format!(
+            "batch {batch_id} was already rolled back"
+        )));
     }
-    tx.write_changes(&rb_id, &log, &updates, &[], &report.deleted).await?;
+    tx.write_changes(&rb_id, &log, &updates, &[], &report.deleted)
+        .await?;
     let mut counts = BTreeMap::new();
     counts.insert("restored".to_string(), report.restored.len() as i64);
     counts.insert("deleted".to_string(), report.deleted.len() as i64);
-    counts.insert("changed_since".to_string(), report.changed_since.len() as i64);
+    counts.insert(
+        "changed_since".to_string(),
+        report.changed_since.len() as i64,
+    );
     tx.write_ledger(&LedgerEntry {
         batch_id: rb_id,
         kind: "rollback".into(),

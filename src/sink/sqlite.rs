@@ -10,12 +10,16 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
 use super::plan::RowWrite;
 use super::{
-    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError, SinkResult, Tx, migrate,
+    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError,
+    SinkResult, Tx, migrate,
 };
 use crate::config::DatabaseConfig;
 use crate::event::{DataType, Row};
@@ -26,7 +30,8 @@ pub fn time_text(t: DateTime<Utc>) -> String {
 }
 
 fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[derive(Debug)]
@@ -60,7 +65,9 @@ impl Sql {
                  j.value->>7, j.value->>8, j.value->>9, j.value->>10, j.value->>11, j.value->>12, j.value->>13, \
                  j.value->>14 FROM json_each(?1) AS j"
             ),
-            delete: format!("DELETE FROM {table} WHERE customer_id IN (SELECT value FROM json_each(?1))"),
+            delete: format!(
+                "DELETE FROM {table} WHERE customer_id IN (SELECT value FROM json_each(?1))"
+            ),
         }
     }
 }
@@ -149,7 +156,8 @@ fn rows_json(writes: &[RowWrite]) -> String {
 }
 
 fn hex(b: &Option<Vec<u8>>) -> Option<String> {
-    b.as_ref().map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+    b.as_ref()
+        .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 pub struct SqliteTx {
@@ -178,7 +186,12 @@ impl Tx for SqliteTx {
         .await?)
     }
 
-    async fn read_outbox(&mut self, key: &PartitionKey, from: i64, to: i64) -> SinkResult<Vec<OutMessage>> {
+    async fn read_outbox(
+        &mut self,
+        key: &PartitionKey,
+        from: i64,
+        to: i64,
+    ) -> SinkResult<Vec<OutMessage>> {
         let rows = sqlx::query(
             "SELECT dest_topic, msg_key, msg_value, headers FROM govsync_outbox \
              WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3 AND next_offset > ?4 AND next_offset <= ?5 \
@@ -198,8 +211,9 @@ impl Tx for SqliteTx {
                     topic: r.try_get(0)?,
                     key: r.try_get(1)?,
                     payload: r.try_get(2)?,
-                    headers: decode_headers(&headers)
-                        .ok_or_else(|| SinkError::Fatal("corrupt headers in govsync_outbox".into()))?,
+                    headers: decode_headers(&headers).ok_or_else(|| {
+                        SinkError::Fatal("corrupt headers in govsync_outbox".into())
+                    })?,
                 })
             })
             .collect()
@@ -227,7 +241,10 @@ impl Tx for SqliteTx {
         Ok(found.into_iter().collect())
     }
 
-    async fn last_governed(&mut self, ids: &[String]) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
+    async fn last_governed(
+        &mut self,
+        ids: &[String],
+    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
         let rows = sqlx::query(
             "SELECT customer_id, data_type, max(governed_at) FROM govsync_change_log \
              WHERE customer_id IN (SELECT value FROM json_each(?1)) AND outcome IN ('applied', 'flagged') \
@@ -247,19 +264,27 @@ impl Tx for SqliteTx {
     }
 
     async fn savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
+        sqlx::query("SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     async fn rollback_to_savepoint(&mut self) -> SinkResult<()> {
         // SQLite's ROLLBACK TO keeps the savepoint open: release it too.
-        sqlx::query("ROLLBACK TO SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
-        sqlx::query("RELEASE SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
+        sqlx::query("ROLLBACK TO SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("RELEASE SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     async fn release_savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("RELEASE SAVEPOINT govsync_write").execute(&mut *self.tx).await?;
+        sqlx::query("RELEASE SAVEPOINT govsync_write")
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -328,11 +353,25 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
-    async fn write_outbox(&mut self, batch_id: &str, key: &PartitionKey, next_offset: i64, msgs: &[OutMessage]) -> SinkResult<()> {
+    async fn write_outbox(
+        &mut self,
+        batch_id: &str,
+        key: &PartitionKey,
+        next_offset: i64,
+        msgs: &[OutMessage],
+    ) -> SinkResult<()> {
         let arr: Vec<serde_json::Value> = msgs
             .iter()
             .enumerate()
-            .map(|(i, m)| json!([i, m.topic, hex(&m.key), hex(&m.payload), hex(&Some(encode_headers(&m.headers)))]))
+            .map(|(i, m)| {
+                json!([
+                    i,
+                    m.topic,
+                    hex(&m.key),
+                    hex(&m.payload),
+                    hex(&Some(encode_headers(&m.headers)))
+                ])
+            })
             .collect();
         sqlx::query(
             "INSERT INTO govsync_outbox (batch_id, seq, consumer_group, topic, partition_id, next_offset, dest_topic, \
@@ -388,7 +427,12 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
-    async fn advance_watermark(&mut self, key: &PartitionKey, next: i64, batch_id: &str) -> SinkResult<()> {
+    async fn advance_watermark(
+        &mut self,
+        key: &PartitionKey,
+        next: i64,
+        batch_id: &str,
+    ) -> SinkResult<()> {
         sqlx::query(
             "UPDATE govsync_watermark SET next_offset = ?4, batch_id = ?5, \
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
@@ -412,7 +456,10 @@ impl Tx for SqliteTx {
         .bind(batch_id)
         .fetch_all(&mut *self.tx)
         .await?;
-        let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
+        let parse = |s: Option<String>| {
+            s.and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(serde_json::Value::Null)
+        };
         rows.iter()
             .map(|r| {
                 Ok(LoggedChange {
@@ -427,11 +474,16 @@ impl Tx for SqliteTx {
             .collect()
     }
 
-    async fn set_batch_status(&mut self, batch_id: &str, status: &str) -> SinkResult<Option<String>> {
-        let prev: Option<String> = sqlx::query_scalar("SELECT status FROM govsync_batch WHERE batch_id = ?1")
-            .bind(batch_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+    async fn set_batch_status(
+        &mut self,
+        batch_id: &str,
+        status: &str,
+    ) -> SinkResult<Option<String>> {
+        let prev: Option<String> =
+            sqlx::query_scalar("SELECT status FROM govsync_batch WHERE batch_id = ?1")
+                .bind(batch_id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
         sqlx::query("UPDATE govsync_batch SET status = ?2 WHERE batch_id = ?1")
             .bind(batch_id)
             .bind(status)
@@ -479,8 +531,13 @@ impl Database for SqliteDatabase {
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
         let mut done = Vec::new();
         let run = |m: &'static [migrate::Embedded], table: &'static str| async move {
-            let migrator = migrate::migrator(m, table).await.map_err(|e| SinkError::Fatal(e.to_string()))?;
-            migrator.run(&self.pool).await.map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))
+            let migrator = migrate::migrator(m, table)
+                .await
+                .map_err(|e| SinkError::Fatal(e.to_string()))?;
+            migrator
+                .run(&self.pool)
+                .await
+                .map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))
         };
         run(migrate::SQLITE, migrate::TABLE).await?;
         done.push("govsync tables".to_string());

@@ -50,7 +50,9 @@ pub async fn serve(
                     let health = health.clone();
                     async move { Ok::<_, Infallible>(route(req.uri().path(), &handle, &health).await) }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -72,12 +74,32 @@ async fn route(path: &str, handle: &PrometheusHandle, health: &Health) -> Respon
             let assigned = health.assigned.load(Ordering::Relaxed);
             let db = tokio::time::timeout(Duration::from_secs(2), health.db.ping()).await;
             match (assigned, db) {
-                (0, _) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready: no partitions assigned\n".into()),
-                (_, Ok(Ok(()))) => reply(StatusCode::OK, "text/plain", format!("ready: {assigned} partitions\n")),
-                (_, Ok(Err(e))) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: database: {e}\n")),
-                (_, Err(_)) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready: database ping timed out\n".into()),
+                (0, _) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: no partitions assigned\n".into(),
+                ),
+                (_, Ok(Ok(()))) => reply(
+                    StatusCode::OK,
+                    "text/plain",
+                    format!("ready: {assigned} partitions\n"),
+                ),
+                (_, Ok(Err(e))) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: database: {e}\n"),
+                ),
+                (_, Err(_)) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: database ping timed out\n".into(),
+                ),
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".into()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /healthz or /readyz\n".into(),
+        ),
     }
 }

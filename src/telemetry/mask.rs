@@ -24,7 +24,11 @@ pub fn address(s: &str) -> String {
         .map(|i| i + 1)
         .unwrap_or_else(|| chars.len().min(3));
     let kept: String = chars[..cut.min(chars.len())].iter().collect();
-    if cut >= chars.len() { kept } else { format!("{kept}***") }
+    if cut >= chars.len() {
+        kept
+    } else {
+        format!("{kept}***")
+    }
 }
 
 fn keep_ends(s: &str, head: usize, tail: usize) -> String {
@@ -72,7 +76,10 @@ mod tests {
     fn masks() {
         assert_eq!(id_card("32010219900101123X"), "320102********123X");
         assert_eq!(phone("13812345678"), "138****5678");
-        assert_eq!(address("江苏省南京市玄武区中山路123号"), "江苏省南京市玄武区***");
+        assert_eq!(
+            address("江苏省南京市玄武区中山路123号"),
+            "江苏省南京市玄武区***"
+        );
         assert_eq!(address("北京市朝阳区建国路88号"), "北京市朝阳区***");
         assert_eq!(address("某地"), "某地");
         assert_eq!(phone("123"), "***");

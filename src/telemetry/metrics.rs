@@ -34,12 +34,18 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let latency = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-            let e2e = [0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1800.0];
-            let sizes = [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0];
+            let e2e = [
+                0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1800.0,
+            ];
+            let sizes = [
+                10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0,
+            ];
             let gain = [-0.5, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(END_TO_END_SECONDS.into()), &e2e))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(END_TO_END_SECONDS.into()), &e2e)
+                })
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_RECORDS.into()), &sizes))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUALITY_GAIN.into()), &gain))
                 .expect("bucket lists are non-empty");
@@ -56,24 +62,60 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(RECORDS, "Records by outcome (applied, flagged, review, conflict, stale, duplicate, invalid, poison, skipped), data type and region.");
+    describe_counter!(
+        RECORDS,
+        "Records by outcome (applied, flagged, review, conflict, stale, duplicate, invalid, poison, skipped), data type and region."
+    );
     describe_counter!(BATCHES, "Batches by status (committed, retried, failed).");
-    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Duration of a batch's database transaction.");
-    describe_histogram!(END_TO_END_SECONDS, Unit::Seconds, "Kafka message timestamp to database commit.");
-    describe_gauge!(BATCH_TARGET_SIZE, "Current adaptive batch size target per partition.");
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "Duration of a batch's database transaction."
+    );
+    describe_histogram!(
+        END_TO_END_SECONDS,
+        Unit::Seconds,
+        "Kafka message timestamp to database commit."
+    );
+    describe_gauge!(
+        BATCH_TARGET_SIZE,
+        "Current adaptive batch size target per partition."
+    );
     describe_histogram!(BATCH_RECORDS, "Records per committed batch.");
-    describe_gauge!(IN_FLIGHT, "Batches currently in their database transaction.");
-    describe_gauge!(LAG, "Consumer lag per partition (high watermark minus next offset to apply).");
+    describe_gauge!(
+        IN_FLIGHT,
+        "Batches currently in their database transaction."
+    );
+    describe_gauge!(
+        LAG,
+        "Consumer lag per partition (high watermark minus next offset to apply)."
+    );
     describe_counter!(RETRIES, "Batch retries by error class.");
-    describe_gauge!(STALLED, "1 while a partition is stalled on an infrastructure fault.");
-    describe_histogram!(QUALITY_GAIN, "Quality score after minus before, per applied record.");
-    describe_counter!(SIDE_OUTPUTS, "Messages published to the review and dead-letter topics.");
+    describe_gauge!(
+        STALLED,
+        "1 while a partition is stalled on an infrastructure fault."
+    );
+    describe_histogram!(
+        QUALITY_GAIN,
+        "Quality score after minus before, per applied record."
+    );
+    describe_counter!(
+        SIDE_OUTPUTS,
+        "Messages published to the review and dead-letter topics."
+    );
     describe_counter!(KAFKA_TXNS, "Kafka transactions by result.");
     describe_gauge!(ASSIGNED, "Partitions assigned to this instance.");
     describe_gauge!(LAST_COMMIT, "Unix time of the last committed batch.");
-    describe_gauge!(BUFFERED, "Records buffered per partition, waiting for a batch.");
+    describe_gauge!(
+        BUFFERED,
+        "Records buffered per partition, waiting for a batch."
+    );
     describe_gauge!(PAUSED, "1 while a partition is paused for backpressure.");
-    describe_histogram!(RATE_LIMIT_WAIT, Unit::Seconds, "Time a batch waited on the rate limits.");
+    describe_histogram!(
+        RATE_LIMIT_WAIT,
+        Unit::Seconds,
+        "Time a batch waited on the rate limits."
+    );
 }
 
 pub fn records(outcome: &str, data_type: &str, region: &str, n: u64) {

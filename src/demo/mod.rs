@@ -1,0 +1,3 @@
+//! `govsync demo`: the whole job on embedded defaults.
+
+pub mod generate;

@@ -1,0 +1,5 @@
+//! Integration tests against the real Kafka broker and PostgreSQL started
+//! by `scripts/services up`. One binary (one link step) for all of them.
+
+mod harness;
+mod skeleton;
