@@ -2,4 +2,5 @@
 //! by `scripts/services up`. One binary (one link step) for all of them.
 
 mod harness;
+mod sink_suite;
 mod skeleton;
