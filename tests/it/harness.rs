@@ -197,23 +197,32 @@ impl Env {
             .unwrap();
     }
 
-    /// Publishes raw messages (key, value, headers) as they are.
-    pub async fn publish_raw(&self, msgs: &[RawOut]) {
+    /// Publishes raw messages (key, value, headers) as they are, in order;
+    /// returns each one's (partition, offset).
+    pub async fn publish_raw(&self, msgs: &[RawOut]) -> Vec<(i32, i64)> {
         use rdkafka::producer::FutureRecord;
-        let producer: FutureProducer = self.client_config().create().unwrap();
-        for (k, v, h) in msgs {
-            let mut rec = FutureRecord::<Vec<u8>, Vec<u8>>::to(self.source())
-                .payload(v)
-                .headers(govsync::kafka::owned_headers(h));
-            if let Some(k) = k {
-                rec = rec.key(k);
+        let producer: FutureProducer = self
+            .client_config()
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        let mut out = Vec::with_capacity(msgs.len());
+        for chunk in msgs.chunks(500) {
+            let sends = chunk.iter().map(|(k, v, h)| {
+                let mut rec = FutureRecord::<Vec<u8>, Vec<u8>>::to(self.source())
+                    .payload(v)
+                    .headers(govsync::kafka::owned_headers(h));
+                if let Some(k) = k {
+                    rec = rec.key(k);
+                }
+                producer.send(rec, Duration::from_secs(10))
+            });
+            for r in futures::future::join_all(sends).await {
+                let d = r.map_err(|(e, _)| e).unwrap();
+                out.push((d.partition, d.offset));
             }
-            producer
-                .send(rec, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
         }
+        out
     }
 
     /// Runs the processor in this process until the returned handle stops it.
@@ -238,13 +247,19 @@ impl Env {
 
     /// Writes the config as TOML for the binary.
     pub fn write_config(&self, raw: &RawConfig) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("{}.toml", self.name));
+        let path =
+            std::env::temp_dir().join(format!("{}-{}.toml", self.name, raw.kafka.instance_id));
         std::fs::write(&path, toml_of(raw)).unwrap();
         path
     }
 
-    /// Starts `govsync run` as a real process.
-    pub fn spawn_binary(&self, raw: &RawConfig, env: &[(&str, String)]) -> std::process::Child {
+    /// Starts `govsync run` as a real process; its log goes to `log`.
+    pub fn spawn_binary(
+        &self,
+        raw: &RawConfig,
+        env: &[(&str, String)],
+        log: &std::path::Path,
+    ) -> std::process::Child {
         let path = self.write_config(raw);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_govsync"));
         cmd.arg("run")
@@ -254,9 +269,18 @@ impl Env {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        cmd.stdout(std::process::Stdio::null()).stderr(file);
         cmd.spawn().expect("start the govsync binary")
+    }
+
+    /// A log file for a spawned process.
+    pub fn log_path(&self, tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{tag}.log", self.name))
     }
 
     /// Kafka's committed offsets of the group, per partition.

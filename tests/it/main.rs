@@ -1,6 +1,9 @@
 //! Integration tests against the real Kafka broker and PostgreSQL started
 //! by `scripts/services up`. One binary (one link step) for all of them.
 
+mod contract;
+mod exactly_once;
 mod harness;
 mod sink_suite;
 mod skeleton;
+mod workload;

@@ -193,7 +193,11 @@ async fn a_crash_between_database_commit_and_offset_commit_applies_nothing_twice
     raw.batch.id_card = [50, 100];
     raw.batch.phone = [50, 100];
     raw.flow.max_buffered_per_partition = 5000;
-    let mut child = env.spawn_binary(&raw, &[("GOVSYNC_CRASH_AT", "db_after_commit:3".into())]);
+    let mut child = env.spawn_binary(
+        &raw,
+        &[("GOVSYNC_CRASH_AT", "db_after_commit:3".into())],
+        &env.log_path("crash"),
+    );
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
@@ -231,7 +235,7 @@ async fn a_crash_between_database_commit_and_offset_commit_applies_nothing_twice
     );
 
     // Restart without the crash point: it resumes at the watermark.
-    let mut child = env.spawn_binary(&raw, &[]);
+    let mut child = env.spawn_binary(&raw, &[], &env.log_path("restart"));
     wait_until(
         Duration::from_secs(120),
         "all events applied after the restart",

@@ -1,0 +1,262 @@
+//! A mixed workload with known outcomes, and the model of its final state:
+//! what applying every event exactly once, in order, must leave behind.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use govsync::demo::generate::{self, Customer};
+use govsync::event::DataType;
+use serde_json::{Value, json};
+
+/// One message to publish: the key and value bytes, and what must become
+/// of it.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    Applied,
+    Flagged,
+    /// Held for review (govsync's check contradicts the engine).
+    Held,
+    Duplicate,
+    Stale,
+    /// Dead-lettered with this error class.
+    Dlq(&'static str),
+}
+
+/// Final state of one customer row in the model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelRow {
+    pub version: i64,
+    pub address: Option<String>,
+    pub phone: Option<String>,
+    pub validation_status: Option<String>,
+    pub quality_score: Option<f64>,
+    pub review_flag: Option<bool>,
+}
+
+pub struct Workload {
+    pub customers: Vec<Customer>,
+    pub msgs: Vec<Msg>,
+}
+
+impl Workload {
+    /// `n` messages over `customers` customers in 4 regions.
+    pub fn mixed(n: usize, customers: usize, seed: u64) -> Workload {
+        use rand::Rng;
+        let cs = generate::customers(customers, 4, seed);
+        let mut rng = generate::rng(seed);
+        let mut msgs: Vec<Msg> = Vec::with_capacity(n);
+        // Applied events (for duplicates), and the latest governed index
+        // written per (customer, data type) (for staleness).
+        let mut applied: Vec<Value> = Vec::new();
+        let mut written: HashMap<(String, DataType), usize> = HashMap::new();
+        fn write(
+            written: &mut HashMap<(String, DataType), usize>,
+            c: &Customer,
+            dt: DataType,
+            g: usize,
+        ) {
+            let w = written.entry((c.id.clone(), dt)).or_insert(g);
+            *w = (*w).max(g);
+        }
+        for i in 0..n {
+            let c = &cs[rng.random_range(0..cs.len())];
+            let key = Some(c.region.as_bytes().to_vec());
+            let roll = rng.random_range(0..100);
+            let (value, expect) = match roll {
+                0..=69 => {
+                    let dt = DataType::ALL[rng.random_range(0..3)];
+                    let e = generate::event(
+                        c,
+                        dt,
+                        &format!("w{seed}-{i}"),
+                        generate::governed_at(10_000 + i),
+                        roll % 7 == 0,
+                    );
+                    applied.push(e.clone());
+                    write(&mut written, c, dt, 10_000 + i);
+                    (e, Expect::Applied)
+                }
+                70..=75 => {
+                    write(&mut written, c, DataType::IdCard, 10_000 + i);
+                    (
+                        generate::bad_check_digit_event(
+                            c,
+                            &format!("w{seed}-{i}"),
+                            generate::governed_at(10_000 + i),
+                        ),
+                        Expect::Flagged,
+                    )
+                }
+                76..=79 => {
+                    // The engine says the number passes; its check digit is wrong.
+                    let mut e = generate::bad_check_digit_event(
+                        c,
+                        &format!("w{seed}-{i}"),
+                        generate::governed_at(10_000 + i),
+                    );
+                    e["governance_result"] = json!({"validation_status": "valid", "format_check": "passed", "checksum_validation": "passed", "quality_score": 0.95});
+                    e["sync_operation"] = json!({"operation_type": "update", "target_fields": ["quality_score", "validation_status"]});
+                    (e, Expect::Held)
+                }
+                80..=84 if !applied.is_empty() => {
+                    // A producer retry: an earlier event again.
+                    let e = applied[rng.random_range(0..applied.len())].clone();
+                    let key = e["region_code"].as_str().map(|r| r.as_bytes().to_vec());
+                    msgs.push(Msg {
+                        key,
+                        value: serde_json::to_vec(&e).unwrap(),
+                        expect: Expect::Duplicate,
+                    });
+                    continue;
+                }
+                85..=89 => {
+                    // Governed before results already published for this customer and type.
+                    let dt = DataType::ALL[rng.random_range(0..3)];
+                    let newer_written = written.get(&(c.id.clone(), dt)).is_some_and(|g| *g > i);
+                    let e = generate::event(
+                        c,
+                        dt,
+                        &format!("w{seed}-{i}"),
+                        generate::governed_at(i),
+                        false,
+                    );
+                    if newer_written {
+                        (e, Expect::Stale)
+                    } else {
+                        applied.push(e.clone());
+                        write(&mut written, c, dt, i);
+                        (e, Expect::Applied)
+                    }
+                }
+                90..=94 => {
+                    let mut e = generate::event(
+                        c,
+                        DataType::Address,
+                        &format!("w{seed}-{i}"),
+                        generate::governed_at(10_000 + i),
+                        false,
+                    );
+                    e["sync_operation"]["target_fields"] = json!(["address", "phone"]);
+                    (e, Expect::Dlq("rule"))
+                }
+                _ => {
+                    let bytes = format!("{{\"customer_id\": \"{}\", not json", c.id).into_bytes();
+                    msgs.push(Msg {
+                        key,
+                        value: bytes,
+                        expect: Expect::Dlq("malformed"),
+                    });
+                    continue;
+                }
+            };
+            msgs.push(Msg {
+                key,
+                value: serde_json::to_vec(&value).unwrap(),
+                expect,
+            });
+        }
+        Workload {
+            customers: cs,
+            msgs,
+        }
+    }
+
+    /// The model: every message applied exactly once in publish order
+    /// (per customer, which is per region, which is per partition).
+    pub fn model(&self) -> BTreeMap<String, ModelRow> {
+        let mut rows: BTreeMap<String, ModelRow> = self
+            .customers
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    ModelRow {
+                        version: 0,
+                        address: Some(c.raw_address.clone()),
+                        phone: Some(c.phone.clone()),
+                        validation_status: None,
+                                                quality_score: Some(c.quality_score),
+                        // The dev table's default.
+                        review_flag: Some(false),
+                    },
+                )
+            })
+            .collect();
+        for m in &self.msgs {
+            if !matches!(m.expect, Expect::Applied | Expect::Flagged) {
+                continue;
+            }
+            let e: Value = serde_json::from_slice(&m.value).unwrap();
+            let c = self
+                .customers
+                .iter()
+                .find(|c| e["customer_id"] == json!(c.id))
+                .unwrap();
+            let row = rows.get_mut(&c.id).unwrap();
+            row.version += 1;
+            if m.expect == Expect::Flagged {
+                row.quality_score = Some(0.25);
+                row.validation_status = Some("invalid".into());
+                row.review_flag = Some(true);
+                continue;
+            }
+            match e["data_type"].as_str().unwrap() {
+                "address" => {
+                    row.address = Some(c.std_address.clone());
+                    row.quality_score = Some(0.9);
+                }
+                "id_card" => {
+                    row.validation_status = Some("valid".into());
+                    row.quality_score = Some(0.95);
+                }
+                _ => {
+                    row.phone = Some(c.phone.clone());
+                    row.quality_score = Some(0.9);
+                }
+            }
+        }
+        rows
+    }
+
+    /// Event ids that must be on the review topic, each exactly once.
+    pub fn expected_review(&self) -> BTreeSet<String> {
+        self.msgs
+            .iter()
+            .filter(|m| matches!(m.expect, Expect::Flagged | Expect::Held))
+            .map(|m| {
+                serde_json::from_slice::<Value>(&m.value).unwrap()["event_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Indices (publish order) of messages that must be dead-lettered.
+    pub fn expected_dlq(&self) -> Vec<(usize, &'static str)> {
+        self.msgs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match m.expect {
+                Expect::Dlq(class) => Some((i, class)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for m in &self.msgs {
+            *out.entry(format!("{:?}", m.expect)).or_default() += 1;
+        }
+        out
+    }
+}
