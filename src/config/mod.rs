@@ -338,6 +338,14 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     // Database.
     let d = &r.database;
     let (kind, url, url_password) = parse_db_url(&d.url)?;
+    if kind == DbKind::Oracle && url_password.is_some() {
+        return Err(err(
+            "database.url",
+            "contains a password (user:password@); an Oracle URL names the user only \
+             (oracle://user@host:1521/service): put the password in the environment variable named by \
+             database.password_env or in database.password_file",
+        ));
+    }
     let password = if !d.password_file.is_empty() {
         let p = std::fs::read_to_string(&d.password_file).map_err(|e| {
             err(
@@ -354,18 +362,6 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     } else {
         url_password
     };
-    if kind == DbKind::Oracle
-        && d.url.contains('@')
-        && d.url
-            .split('@')
-            .next()
-            .is_some_and(|u| u.contains(':') && u.matches(':').count() > 1)
-    {
-        return Err(err(
-            "database.url",
-            "contains a password; put it in the environment variable named by database.password_env or in database.password_file",
-        ));
-    }
     if d.pool_size == 0 {
         return Err(err("database.pool_size", "must be at least 1"));
     }
@@ -761,6 +757,27 @@ mod tests {
     }
 
     #[test]
+    fn an_oracle_url_never_carries_a_password() {
+        for url in [
+            "oracle://govsync:secret@db:1521/FREEPDB1",
+            "oracle://govsync:@db:1521/FREEPDB1",
+            "oracle://govsync:p@ss:w0rd@db/FREEPDB1",
+            "oracle://govsync:secret@db/FREEPDB1",
+        ] {
+            let mut r = RawConfig::default();
+            r.database.url = url.into();
+            let e = check(r).unwrap_err();
+            assert_eq!(e.key, "database.url", "{url}");
+            assert!(e.message.contains("database.password_env"), "{e}");
+            assert!(e.message.contains("database.password_file"), "{e}");
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
+        let mut r = RawConfig::default();
+        r.database.url = "oracle://govsync@db:1521/FREEPDB1".into();
+        assert_eq!(check(r).unwrap().database.kind, DbKind::Oracle);
+    }
+
+    #[test]
     fn db_urls() {
         let (k, u, p) = parse_db_url("postgres://govsync:secret@127.0.0.1:5432/govsync").unwrap();
         assert_eq!(
@@ -774,6 +791,11 @@ mod tests {
         let (k, _, _) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
         assert_eq!(k, DbKind::Oracle);
         assert!(parse_db_url("postgres://127.0.0.1:port/x").is_err());
+        let (k, u, p) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
+        assert_eq!(
+            (k, u.as_str(), p),
+            (DbKind::Oracle, "oracle://govsync@db:1521/FREEPDB1", None)
+        );
         assert!(parse_db_url("sqlite://").is_err());
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod migrate;
+pub mod oracle;
 pub mod plan;
 pub mod postgres;
 pub mod protocol;
@@ -210,10 +211,6 @@ pub async fn connect(cfg: &crate::config::DatabaseConfig) -> SinkResult<Arc<dyn 
     Ok(match cfg.kind {
         DbKind::Postgres => Arc::new(postgres::PgDatabase::connect(cfg).await?),
         DbKind::Sqlite => Arc::new(sqlite::SqliteDatabase::connect(cfg).await?),
-        DbKind::Oracle => {
-            return Err(SinkError::Fatal(
-                "database.url: the Oracle sink is not part of this build yet; use postgres:// or sqlite://".into(),
-            ));
-        }
+        DbKind::Oracle => Arc::new(oracle::OracleDatabase::connect(cfg).await?),
     })
 }

@@ -4,6 +4,7 @@
 mod contract;
 mod exactly_once;
 mod harness;
+mod oracle;
 mod sink_suite;
 mod skeleton;
 mod workload;
