@@ -1,11 +1,11 @@
 //! Bytes → [`Event`]: the structural half of the contract.
 //!
 //! Everything here mirrors `schemas/governance-event.v1.schema.json`; the
-//! test `schema_agreement` feeds both the same valid and mutated events and
-//! requires identical verdicts. Business rules (check digits, allow-lists,
+//! test `schema_agreement` (tests/it/contract.rs) feeds both the same valid
+//! and mutated events and requires identical verdicts. Business rules (check digits, allow-lists,
 //! dates that exist) are *not* structural and live in [`super::rules`].
 
-use super::model::{DataType, Event};
+use super::model::{DataType, Event, ObjectOnly};
 
 /// Why a message could not be decoded into an [`Event`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,9 +55,12 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
         return Err(DecodeError::Empty);
     }
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8(e.valid_up_to()))?;
-    let de = &mut serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, Event>(de) {
+    let mut de = serde_json::Deserializer::from_str(text);
+    // ObjectOnly: serde's derive would also take an array, field by position.
+    match serde_path_to_error::deserialize::<_, Event>(ObjectOnly(&mut de)) {
         Ok(event) => {
+            // Anything but whitespace after the object: not one JSON text.
+            de.end().map_err(|e| DecodeError::NotJson(e.to_string()))?;
             check_structure(&event)?;
             Ok(event)
         }

@@ -6,8 +6,12 @@
 //! objects (`original_data`, `governance_result` and their sub-objects) are
 //! open, because the engine adds diagnostics over time. Known keys are typed:
 //! a known key with the wrong type, or `null`, is rejected, exactly as the
-//! schema rejects it. String lengths, patterns and numeric ranges are checked
-//! after deserialisation by [`super::decode`].
+//! schema rejects it. serde is more lenient than JSON Schema in two places,
+//! closed here: a struct only comes from a JSON object (`object`; serde
+//! would take an array, field by position) and an enum only from a string
+//! (`name`; serde_json would take `{"high": null}`). String lengths,
+//! patterns and numeric ranges are checked after deserialisation by
+//! [`super::decode`].
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -147,6 +151,67 @@ where
     T::deserialize(d).map(Some)
 }
 
+/// Deserialises a struct from a JSON object only. serde's derived struct
+/// impls also accept a JSON array (fields by position), which the schema
+/// rejects: `"sync_operation": ["update", ["address"]]` must not decode.
+pub(crate) fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(ObjectOnly(d))
+}
+
+/// [`object`] for an optional key that, when present, must not be `null`.
+pub(crate) fn present_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    object(d).map(Some)
+}
+
+/// Routes every request to `deserialize_map`, which serde_json serves only
+/// from a `{...}` object.
+pub(crate) struct ObjectOnly<D>(pub D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(v)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// Deserialises a unit-variant enum from a JSON string only. serde_json also
+/// accepts the externally tagged form `{"high": null}`, which the schema's
+/// `enum` of strings rejects.
+pub(crate) fn name<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::IntoDeserializer;
+    let s = String::deserialize(d)?;
+    T::deserialize(s.as_str().into_deserializer())
+        .map_err(|e: serde::de::value::Error| serde::de::Error::custom(e))
+}
+
+/// [`name`] for an optional key that, when present, must not be `null`.
+pub(crate) fn present_name<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    name(d).map(Some)
+}
+
 /// One governance result for one customer record (wire contract v1).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,14 +227,18 @@ pub struct Event {
     /// County, e.g. `320102`.
     #[serde(default, deserialize_with = "present")]
     pub county_code: Option<String>,
+    #[serde(deserialize_with = "name")]
     pub data_type: DataType,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_name")]
     pub priority: Option<Priority>,
     /// RFC 3339 time at which the engine produced this result.
     pub governed_at: String,
     pub customer_id: String,
+    #[serde(deserialize_with = "object")]
     pub original_data: OriginalData,
+    #[serde(deserialize_with = "object")]
     pub governance_result: GovernanceResult,
+    #[serde(deserialize_with = "object")]
     pub sync_operation: SyncOperation,
 }
 
@@ -234,19 +303,19 @@ pub struct GovernanceResult {
     pub confidence_score: Option<f64>,
     #[serde(default, deserialize_with = "present")]
     pub validation_status: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub geocoding_result: Option<Geocoding>,
     #[serde(default, deserialize_with = "present")]
     pub reference_source: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub quality_improvements: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_name")]
     pub format_check: Option<CheckResult>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_name")]
     pub checksum_validation: Option<CheckResult>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub region_validation: Option<RegionValidation>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub birth_date_analysis: Option<BirthDateAnalysis>,
     #[serde(default, deserialize_with = "present")]
     pub issues: Option<Vec<String>>,
@@ -259,7 +328,7 @@ pub struct GovernanceResult {
     pub confidence: Option<f64>,
     #[serde(default, deserialize_with = "present")]
     pub risk_level: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_name")]
     pub format_validation: Option<FormatValidation>,
     /// Written verbatim (as JSON text) to `carrier_info`.
     #[serde(default, deserialize_with = "present")]
@@ -274,6 +343,7 @@ pub struct GovernanceResult {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncOperation {
+    #[serde(deserialize_with = "name")]
     pub operation_type: OperationType,
     /// Columns to write; each must be in the data type's allow-list.
     pub target_fields: Vec<String>,
@@ -283,6 +353,6 @@ pub struct SyncOperation {
     pub validation_rules: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     pub requires_manual_review: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_name")]
     pub review_priority: Option<ReviewPriority>,
 }
