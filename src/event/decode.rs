@@ -2,8 +2,9 @@
 //!
 //! Everything here mirrors `schemas/governance-event.v1.schema.json`; the
 //! test `schema_agreement` (tests/it/contract.rs) feeds both the same valid
-//! and mutated events and requires identical verdicts. Business rules (check digits, allow-lists,
-//! dates that exist) are *not* structural and live in [`super::rules`].
+//! and mutated events and requires identical verdicts. Business rules
+//! (check digits, allow-lists, dates that exist) are *not* structural and
+//! live in [`super::rules`].
 
 use super::model::{DataType, Event, ObjectOnly};
 
