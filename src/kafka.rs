@@ -63,7 +63,7 @@ pub fn producer_config(cfg: &KafkaConfig, transactional: bool) -> ClientConfig {
         .set("compression.type", "lz4")
         .set(
             "message.max.bytes",
-            (cfg.max_message_bytes + 64 * 1024).to_string(),
+            (cfg.side_output_max_bytes + 256 * 1024).to_string(),
         );
     if transactional {
         c.set("transactional.id", cfg.transactional_id()).set(

@@ -113,11 +113,15 @@ pub fn dead_letter(raw: &RawMessage, f: &Failure, dlq_topic: &str) -> OutMessage
     let mut h = raw.headers.clone();
     let mut add = |k: &str, v: String| h.push((k.to_string(), v.into_bytes()));
     add(headers::ERROR_CLASS, f.class.clone());
-    // Error messages name fields, never values, so they carry no PII; cap
-    // them anyway so a pathological message cannot bloat the DLQ.
+    // Error messages name fields; a parser's message can quote a value, so
+    // long digit runs (ID and phone numbers) are masked, and the length is
+    // capped so a pathological message cannot bloat the DLQ.
     add(
         headers::ERROR_MESSAGE,
-        f.message.chars().take(1000).collect(),
+        crate::telemetry::mask::digits_in(&f.message)
+            .chars()
+            .take(1000)
+            .collect(),
     );
     add(headers::SOURCE_TOPIC, raw.topic.clone());
     add(headers::SOURCE_PARTITION, raw.partition.to_string());
@@ -234,15 +238,7 @@ pub fn review(
         data_type: c.data_type.as_str(),
         reason,
         details,
-        review_priority: c
-            .writes
-            .iter()
-            .find_map(|(col, v)| {
-                (*col == Column::ReviewPriority)
-                    .then(|| v.as_text())
-                    .flatten()
-            })
-            .unwrap_or(priority),
+        review_priority: c.review_priority.map(|p| p.as_str()).unwrap_or(priority),
         written,
         current: current.map(|r| r.image(&cols)),
         proposed: serde_json::Value::Object(proposed),

@@ -53,6 +53,7 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
     pub delivery: Delivery,
     pub max_message_bytes: usize,
+    pub side_output_max_bytes: usize,
     pub session_timeout: Duration,
     pub transaction_timeout: Duration,
     pub client: Vec<(String, String)>,
@@ -294,6 +295,9 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     if k.max_message_bytes < 1024 {
         return Err(err("kafka.max_message_bytes", "must be at least 1024"));
     }
+    if k.side_output_max_bytes < 1024 {
+        return Err(err("kafka.side_output_max_bytes", "must be at least 1024"));
+    }
     let mut client: Vec<(String, String)> = k.client.clone().into_iter().collect();
     for (name, _) in &client {
         if [
@@ -324,6 +328,7 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
         dlq_topic: dlq,
         delivery,
         max_message_bytes: k.max_message_bytes,
+        side_output_max_bytes: k.side_output_max_bytes,
         session_timeout: positive(
             "kafka.session_timeout",
             duration("kafka.session_timeout", &k.session_timeout)?,

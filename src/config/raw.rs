@@ -49,6 +49,11 @@ pub struct RawKafka {
     pub delivery: String,
     /// Messages larger than this are dead-lettered unread.
     pub max_message_bytes: usize,
+    /// Largest payload the review and dead-letter topics take (their
+    /// max.message.bytes). A dead letter over it is cut to this size and
+    /// marked with a `govsync.payload.truncated` header instead of stalling
+    /// the partition.
+    pub side_output_max_bytes: usize,
     /// Consumer session timeout.
     pub session_timeout: String,
     /// Kafka transaction timeout.
@@ -72,6 +77,7 @@ impl Default for RawKafka {
             dlq_topic: "governance.results.dlq".into(),
             delivery: "transactional".into(),
             max_message_bytes: 1024 * 1024,
+            side_output_max_bytes: 1_000_000,
             session_timeout: "10s".into(),
             transaction_timeout: "60s".into(),
             client: BTreeMap::new(),

@@ -88,6 +88,9 @@ pub struct Checked {
     /// `name` for inserts.
     pub name: Option<String>,
     pub disposition: Disposition,
+    /// The engine's review priority (sync_operation.review_priority), for
+    /// the review message even when the column is not a target.
+    pub review_priority: Option<super::model::ReviewPriority>,
     /// Quality score after minus before, when both are known.
     pub quality_gain: Option<f64>,
 }
@@ -404,6 +407,7 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
         seen_values,
         name: o.name.clone(),
         disposition,
+        review_priority: e.sync_operation.review_priority,
         quality_gain: match (o.quality_score, after_score) {
             (Some(b), Some(a)) => Some(a - b),
             _ => None,

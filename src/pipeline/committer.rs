@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::ClientContext;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +102,7 @@ impl Committer {
 struct Worker {
     config: KafkaConfig,
     consumer: Arc<GovConsumer>,
-    producer: Option<BaseProducer<SideContext>>,
+    producer: Option<ThreadedProducer<SideContext>>,
     shutdown: CancellationToken,
 }
 
@@ -134,11 +134,11 @@ impl Worker {
 
     /// Creates (and for transactions, initialises) the producer, retrying
     /// while the broker is unreachable.
-    fn producer(&mut self) -> Result<&BaseProducer<SideContext>, CommitError> {
+    fn producer(&mut self) -> Result<&ThreadedProducer<SideContext>, CommitError> {
         if self.producer.is_none() {
             let mut delay = Duration::from_millis(200);
             loop {
-                let created: Result<BaseProducer<SideContext>, KafkaError> =
+                let created: Result<ThreadedProducer<SideContext>, KafkaError> =
                     crate::kafka::producer_config(&self.config, self.transactional())
                         .create_with_context(SideContext::default());
                 let r = created.and_then(|p| {
@@ -226,13 +226,14 @@ impl Worker {
         offsets: &TopicPartitionList,
     ) -> Result<(), TxnError> {
         let consumer = self.consumer.clone();
+        let max_payload = self.config.side_output_max_bytes;
         let p = self
             .producer()
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         p.begin_transaction().map_err(classify)?;
         let body = (|| {
             for m in msgs {
-                send(p, m)?;
+                send(p, m, max_payload)?;
             }
             crate::failpoint::hit("kafka_mid_txn");
             let cgm = consumer
@@ -265,12 +266,13 @@ impl Worker {
         offsets: &TopicPartitionList,
     ) -> Result<(), TxnError> {
         let consumer = self.consumer.clone();
+        let max_payload = self.config.side_output_max_bytes;
         let p = self
             .producer()
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let failed_before = p.context().failed.load(Ordering::SeqCst);
         for m in msgs {
-            send(p, m).map_err(classify)?;
+            send(p, m, max_payload).map_err(classify)?;
         }
         p.flush(TXN_TIMEOUT).map_err(classify)?;
         if p.in_flight_count() > 0 {
@@ -283,13 +285,32 @@ impl Worker {
     }
 }
 
-fn send(p: &BaseProducer<SideContext>, m: &OutMessage) -> Result<(), KafkaError> {
-    let headers = crate::kafka::owned_headers(&m.headers);
-    let mut rec = BaseRecord::<Vec<u8>, Vec<u8>>::to(&m.topic).headers(headers);
+/// Produces one side output. A payload over `max_payload` (the broker's
+/// limit for the side topics) is cut to that size and marked with
+/// `govsync.payload.truncated: <original size>`: a dead letter the broker
+/// cannot take must not stall the partition forever.
+fn send(
+    p: &ThreadedProducer<SideContext>,
+    m: &OutMessage,
+    max_payload: usize,
+) -> Result<(), KafkaError> {
+    let mut headers = m.headers.clone();
+    let payload = match &m.payload {
+        Some(v) if v.len() > max_payload => {
+            headers.push((
+                "govsync.payload.truncated".into(),
+                v.len().to_string().into_bytes(),
+            ));
+            Some(&v[..max_payload])
+        }
+        other => other.as_deref(),
+    };
+    let headers = crate::kafka::owned_headers(&headers);
+    let mut rec = BaseRecord::<Vec<u8>, [u8]>::to(&m.topic).headers(headers);
     if let Some(k) = &m.key {
         rec = rec.key(k);
     }
-    if let Some(v) = &m.payload {
+    if let Some(v) = payload {
         rec = rec.payload(v);
     }
     loop {

@@ -398,6 +398,7 @@ mod tests {
             )],
             name: None,
             disposition: Disposition::Apply,
+            review_priority: None,
             quality_gain: Some(0.27),
         }
     }

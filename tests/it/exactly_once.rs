@@ -5,43 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::harness::{Env, RawOut, header, wait_until};
+use crate::harness::{Env, Proc, RawOut, header, wait_until};
 use crate::workload::{Expect, Workload};
-
-fn sigkill(child: &Child) {
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-}
-
-fn sigterm(child: &Child) {
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-async fn wait_exit(mut child: Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            sigkill(&child);
-            return tokio::task::spawn_blocking(move || child.wait().unwrap())
-                .await
-                .unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Small batches and quick flushes, so that crashes land mid-stream.
 fn crash_config(env: &Env) -> govsync::config::RawConfig {
@@ -62,10 +33,7 @@ async fn caught_up(env: &Env, total: i64) -> bool {
     if marks < total {
         return false;
     }
-    let ends = env.end_offsets();
-    let committed = env.committed();
-    ends.iter()
-        .all(|(p, e)| committed.get(p).copied().flatten() == Some(*e))
+    env.all_committed()
 }
 
 /// The invariant: table = model; review and DLQ topics hold each expected
@@ -197,13 +165,13 @@ async fn sigkill_at_every_crash_point_many_times_loses_and_duplicates_nothing() 
         let status = if point == "random" {
             let child = env.spawn_binary(&raw, &[], &log);
             tokio::time::sleep(Duration::from_millis(rng.random_range(300..2500))).await;
-            sigkill(&child);
-            wait_exit(child, Duration::from_secs(10)).await
+            child.signal(libc::SIGKILL);
+            child.wait(Duration::from_secs(10)).await
         } else {
             let n = rng.random_range(1..=3);
             let child =
                 env.spawn_binary(&raw, &[("GOVSYNC_CRASH_AT", format!("{point}:{n}"))], &log);
-            wait_exit(child, Duration::from_secs(30)).await
+            child.wait(Duration::from_secs(30)).await
         };
         assert_eq!(
             status.signal(),
@@ -226,8 +194,8 @@ async fn sigkill_at_every_crash_point_many_times_loses_and_duplicates_nothing() 
         caught_up(&env, total)
     })
     .await;
-    sigterm(&child);
-    let status = wait_exit(child, Duration::from_secs(60)).await;
+    child.signal(libc::SIGTERM);
+    let status = child.wait(Duration::from_secs(60)).await;
     assert!(status.success(), "clean stop: {status:?}");
 
     eprintln!("workload: {:?}; crash rounds: {hit:?}", w.counts());
@@ -251,7 +219,7 @@ async fn two_processes_one_killed_and_restarted_while_events_flow() {
     let mut offsets = Vec::new();
     let pa = env.spawn_binary(&a, &[], &log_a);
     let pb = env.spawn_binary(&b, &[], &log_b);
-    let mut pa = Some(pa);
+    let mut pa: Option<Proc> = Some(pa);
     for i in 0..chunks {
         let end = if i == chunks - 1 {
             w.msgs.len()
@@ -264,8 +232,8 @@ async fn two_processes_one_killed_and_restarted_while_events_flow() {
             // Kill A mid-stream: B takes its partitions after the session
             // timeout (a rebalance), then A comes back (another one).
             let child = pa.take().unwrap();
-            sigkill(&child);
-            wait_exit(child, Duration::from_secs(10)).await;
+            child.signal(libc::SIGKILL);
+            child.wait(Duration::from_secs(10)).await;
         }
         if i == 7 {
             pa = Some(env.spawn_binary(&a, &[], &log_a));
@@ -277,10 +245,10 @@ async fn two_processes_one_killed_and_restarted_while_events_flow() {
     })
     .await;
     let pa = pa.unwrap();
-    sigterm(&pa);
-    sigterm(&pb);
-    assert!(wait_exit(pa, Duration::from_secs(60)).await.success());
-    assert!(wait_exit(pb, Duration::from_secs(60)).await.success());
+    pa.signal(libc::SIGTERM);
+    pb.signal(libc::SIGTERM);
+    assert!(pa.wait(Duration::from_secs(60)).await.success());
+    assert!(pb.wait(Duration::from_secs(60)).await.success());
     let text_b = std::fs::read_to_string(&log_b).unwrap();
     assert!(
         text_b.matches("partition assigned").count() > 2,

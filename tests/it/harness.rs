@@ -259,7 +259,7 @@ impl Env {
         raw: &RawConfig,
         env: &[(&str, String)],
         log: &std::path::Path,
-    ) -> std::process::Child {
+    ) -> Proc {
         let path = self.write_config(raw);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_govsync"));
         cmd.arg("run")
@@ -275,7 +275,7 @@ impl Env {
             .open(log)
             .unwrap();
         cmd.stdout(std::process::Stdio::null()).stderr(file);
-        cmd.spawn().expect("start the govsync binary")
+        Proc(Some(cmd.spawn().expect("start the govsync binary")))
     }
 
     /// A log file for a spawned process.
@@ -308,6 +308,15 @@ impl Env {
                 )
             })
             .collect()
+    }
+
+    /// Kafka's committed offsets equal the end offsets on every partition
+    /// (an empty partition needs no commit).
+    pub fn all_committed(&self) -> bool {
+        let ends = self.end_offsets();
+        let committed = self.committed();
+        ends.iter()
+            .all(|(p, e)| committed.get(p).copied().flatten().unwrap_or(0) == *e)
     }
 
     /// High watermarks (end offsets) of the source topic.
@@ -404,6 +413,47 @@ pub fn read_topic(base: &ClientConfig, topic: &str) -> Vec<RawMessage> {
 
 pub fn header<'a>(m: &'a RawMessage, name: &str) -> Option<&'a str> {
     m.header(name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A spawned `govsync` process; killed (SIGKILL) when dropped, so a failing
+/// test leaves no processor behind.
+pub struct Proc(pub Option<std::process::Child>);
+
+impl Proc {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the exit, SIGKILLing the process after `timeout`.
+    pub async fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A processor running in this process.

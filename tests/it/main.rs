@@ -5,6 +5,7 @@ mod contract;
 mod exactly_once;
 mod harness;
 mod oracle;
+mod routing;
 mod sink_suite;
 mod skeleton;
 mod workload;

@@ -117,10 +117,7 @@ pub async fn assert_final_state(env: &Env, customers: &[Customer], by_customer: 
 }
 
 pub async fn committed_equals_end(env: &Env) -> bool {
-    let ends = env.end_offsets();
-    let committed = env.committed();
-    ends.iter()
-        .all(|(p, end)| committed.get(p).copied().flatten() == Some(*end))
+    env.all_committed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,15 +190,12 @@ async fn a_crash_between_database_commit_and_offset_commit_applies_nothing_twice
     raw.batch.id_card = [50, 100];
     raw.batch.phone = [50, 100];
     raw.flow.max_buffered_per_partition = 5000;
-    let mut child = env.spawn_binary(
+    let child = env.spawn_binary(
         &raw,
         &[("GOVSYNC_CRASH_AT", "db_after_commit:3".into())],
         &env.log_path("crash"),
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.wait(Duration::from_secs(120)).await;
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         status.signal(),
@@ -235,7 +229,7 @@ async fn a_crash_between_database_commit_and_offset_commit_applies_nothing_twice
     );
 
     // Restart without the crash point: it resumes at the watermark.
-    let mut child = env.spawn_binary(&raw, &[], &env.log_path("restart"));
+    let child = env.spawn_binary(&raw, &[], &env.log_path("restart"));
     wait_until(
         Duration::from_secs(120),
         "all events applied after the restart",
@@ -253,13 +247,8 @@ async fn a_crash_between_database_commit_and_offset_commit_applies_nothing_twice
     )
     .await;
     // SIGTERM: a clean stop.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    child.signal(libc::SIGTERM);
+    let status = child.wait(Duration::from_secs(60)).await;
     assert!(status.success(), "clean shutdown on SIGTERM: {status:?}");
 
     assert_eq!(

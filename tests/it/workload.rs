@@ -183,7 +183,7 @@ impl Workload {
                         address: Some(c.raw_address.clone()),
                         phone: Some(c.phone.clone()),
                         validation_status: None,
-                                                quality_score: Some(c.quality_score),
+                        quality_score: Some(c.quality_score),
                         // The dev table's default.
                         review_flag: Some(false),
                     },
