@@ -157,12 +157,14 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
         }
         fig = fig.merge(Toml::file(p));
     }
-    fig = fig.merge(Env::prefixed("GOVSYNC_").split("__").ignore(&[
-        "CRASH_AT",
-        "DB_PASSWORD",
-        "CONFIG",
-        "LOG",
-    ]));
+    check_env_names()?;
+    // Only GOVSYNC_<SECTION>__<KEY> variables are configuration; others
+    // with the prefix (GOVSYNC_DB_PASSWORD, GOVSYNC_TEST_*, ...) are not.
+    fig = fig.merge(
+        Env::prefixed("GOVSYNC_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__"),
+    );
     fig.extract::<RawConfig>().map_err(|e| {
         let key = if e.path.is_empty() {
             "(file)".to_string()
@@ -186,6 +188,45 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
             .unwrap_or_default();
         err(&key, format!("{hint}{origin}"))
     })
+}
+
+const SECTIONS: [&str; 9] = [
+    "kafka", "database", "batch", "flow", "retry", "rules", "metrics", "log", "dlq",
+];
+
+/// Names that look like configuration overrides but miss the double
+/// underscore (GOVSYNC_KAFKA_BOOTSTRAP_SERVERS) would be ignored silently:
+/// refuse them instead.
+fn check_env_names() -> Result<(), ConfigError> {
+    const NOT_CONFIG: [&str; 3] = [
+        "GOVSYNC_KAFKA_SASL_PASSWORD",
+        "GOVSYNC_DB_PASSWORD",
+        "GOVSYNC_CONFIG",
+    ];
+    for (name, _) in std::env::vars() {
+        let Some(rest) = name.strip_prefix("GOVSYNC_") else {
+            continue;
+        };
+        if rest.contains("__") || NOT_CONFIG.contains(&name.as_str()) {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        if let Some(section) = SECTIONS
+            .iter()
+            .find(|s| lower.starts_with(&format!("{s}_")))
+        {
+            let key = &lower[section.len() + 1..];
+            return Err(err(
+                &format!("{section}.{key}"),
+                format!(
+                    "environment variable {name} is not read: write GOVSYNC_{}__{} (two underscores between section and key)",
+                    section.to_ascii_uppercase(),
+                    key.to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Loads and checks the configuration.

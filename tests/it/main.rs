@@ -1,6 +1,7 @@
 //! Integration tests against the real Kafka broker and PostgreSQL started
 //! by `scripts/services up`. One binary (one link step) for all of them.
 
+mod config_cli;
 mod contract;
 mod exactly_once;
 mod harness;
