@@ -194,12 +194,13 @@ pub fn oracle_client_missing(detail: &str) -> String {
     format!(
         "the Oracle sink needs the Oracle Client library (libclntsh.so, 64-bit, release 19 or later), \
          and it could not be loaded.\n\
-         \x20 To fix: install Oracle Instant Client, package \"basic\" or \"basiclite\", from\n\
+         \x20 To fix: download Oracle Instant Client, package \"basic\" or \"basiclite\", from\n\
          \x20   {ORACLE_CLIENT_URL}\n\
-         \x20 (Linux: also `apt-get install libaio1`, or libaio1t64 on newer releases), then make it findable:\n\
-         \x20   export LD_LIBRARY_PATH=/opt/oracle/instantclient_23_9:$LD_LIBRARY_PATH\n\
-         \x20 or register it once for the whole machine:\n\
-         \x20   echo /opt/oracle/instantclient_23_9 > /etc/ld.so.conf.d/oracle-instantclient.conf && ldconfig\n\
+         \x20 unzip it (e.g. to /opt/oracle/instantclient), install libaio (`apt-get install libaio1`,\n\
+         \x20 libaio1t64 on newer releases) and make the folder findable, for govsync only:\n\
+         \x20   export LD_LIBRARY_PATH=/opt/oracle/instantclient:$LD_LIBRARY_PATH\n\
+         \x20 or for the whole machine:\n\
+         \x20   echo /opt/oracle/instantclient > /etc/ld.so.conf.d/oracle-instantclient.conf && ldconfig\n\
          \x20 The govsync container image (Dockerfile) ships Instant Client already.\n\
          \x20 Underlying error: {detail}"
     )

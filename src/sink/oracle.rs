@@ -25,8 +25,11 @@
 //! - bind variables everywhere, with explicit types: strings as VARCHAR2
 //!   (not NVARCHAR2, which would make Oracle convert the indexed column and
 //!   skip the index), floats as BINARY_DOUBLE (exact), times as TIMESTAMP
-//!   WITH TIME ZONE in UTC, and values too long for a VARCHAR2/RAW bind as
-//!   temporary LOBs;
+//!   WITH TIME ZONE in UTC; a value too long for an inline VARCHAR2/RAW bind
+//!   goes to its CLOB/BLOB column as a LONG/LONG RAW bind (Oracle's LOB data
+//!   interface: no temporary LOB, no extra round trip), which Oracle takes
+//!   only in INSERT values and UPDATE SET, last in the bind list: those
+//!   columns come last in their statements;
 //! - identifiers come only from the config: `database.target_table` in the
 //!   SQL texts, `database.schema` as the session's current schema.
 //!
@@ -148,11 +151,12 @@ const FETCH_ROWS: u32 = 1000;
 /// Statements cached per session (the sink runs about 25 distinct texts).
 const STMT_CACHE: u32 = 64;
 /// Longest string bound as VARCHAR2 into a CLOB column, and longest value
-/// bound as RAW into a BLOB column: longer ones go as temporary LOBs (a
-/// VARCHAR2 bind over 4000 bytes is a LONG bind, which Oracle accepts only in
-/// some positions).
-const MAX_INLINE_TEXT: usize = 4000;
-const MAX_INLINE_RAW: usize = 2000;
+/// bound as RAW into a BLOB column; longer ones are LONG / LONG RAW binds.
+/// The crate rounds bind buffers up to a power of two, and a buffer over
+/// 4000 bytes (VARCHAR2) or 2000 bytes (RAW) would already be a LONG bind:
+/// these limits keep inline binds inline.
+const MAX_INLINE_TEXT: usize = 2000;
+const MAX_INLINE_RAW: usize = 1024;
 /// The largest VARCHAR2 bind (bytes); a longer value for a VARCHAR2 column
 /// cannot fit whatever the column.
 const MAX_VARCHAR2_BIND: usize = 32767;
@@ -186,8 +190,8 @@ pub const OUTBOX_READ: &str = "SELECT dest_topic, msg_key, msg_value, headers FR
     WHERE consumer_group = :p_group AND topic = :p_topic AND partition_id = :p_partition \
     AND next_offset > :p_from AND next_offset <= :p_to ORDER BY next_offset, seq";
 
-/// The message columns come last: a value too long to bind inline goes as a
-/// temporary LOB.
+/// The message columns (BLOBs) come last: a value too long to bind inline is
+/// a LONG RAW bind, which must follow the others.
 pub const OUTBOX_INSERT: &str = "INSERT INTO govsync_outbox (batch_id, seq, consumer_group, topic, partition_id, \
     next_offset, dest_topic, msg_key, msg_value, headers) VALUES (:p_batch_id, :p_seq, :p_group, :p_topic, \
     :p_partition, :p_next_offset, :p_dest_topic, :p_key, :p_value, :p_headers)";
@@ -260,8 +264,8 @@ impl Sql {
                  ORDER BY customer_id FOR UPDATE WAIT {wait}"
             ),
             read_rows: format!("SELECT {ROW_SELECT} FROM {table} WHERE customer_id IN ({IDS})"),
-            // carrier_info (a CLOB) is the last assignment: a long value
-            // binds as a temporary LOB.
+            // carrier_info (a CLOB) is the last assignment: a long value is
+            // a LONG bind, which must follow the other SET binds.
             update_rows: format!(
                 "UPDATE {table} SET address = :p_address, geo_lat = :p_geo_lat, geo_lon = :p_geo_lon, \
                  geo_accuracy = :p_geo_accuracy, id_card = :p_id_card, phone = :p_phone, \
@@ -300,9 +304,9 @@ pub fn lock_wait_secs(d: Duration) -> u64 {
 pub enum Bind {
     /// A VARCHAR2 column.
     Str(Option<String>),
-    /// A CLOB column: inline VARCHAR2 when short, a temporary LOB when long.
+    /// A CLOB column: inline VARCHAR2 when short, LONG when long.
     Text(Option<String>),
-    /// A BLOB column: inline RAW when short, a temporary LOB when long.
+    /// A BLOB column: inline RAW when short, LONG RAW when long.
     Bytes(Option<Vec<u8>>),
     Int(Option<i64>),
     /// BINARY_DOUBLE: the exact IEEE value.
@@ -340,9 +344,9 @@ impl Bind {
         match self {
             Bind::Str(_) => OracleType::Varchar2(n),
             Bind::Text(_) if max_len <= MAX_INLINE_TEXT => OracleType::Varchar2(n),
-            Bind::Text(_) => OracleType::CLOB,
+            Bind::Text(_) => OracleType::Long,
             Bind::Bytes(_) if max_len <= MAX_INLINE_RAW => OracleType::Raw(n),
-            Bind::Bytes(_) => OracleType::BLOB,
+            Bind::Bytes(_) => OracleType::LongRaw,
             Bind::Int(_) => OracleType::Int64,
             Bind::Double(_) => OracleType::BinaryDouble,
             Bind::Time(_) => OracleType::TimestampTZ(6),
@@ -1708,7 +1712,7 @@ mod tests {
             column_types(&rows),
             vec![
                 OracleType::Varchar2(6),
-                OracleType::CLOB,
+                OracleType::Long,
                 OracleType::Raw(MAX_INLINE_RAW as u32),
                 OracleType::Int64,
                 OracleType::BinaryDouble,
@@ -1721,8 +1725,52 @@ mod tests {
             vec![OracleType::Varchar2(1), OracleType::Raw(1)]
         );
         let big_raw: Vec<Binds> = vec![vec![("c", Bind::Bytes(Some(vec![1; 3000])))]];
-        assert_eq!(column_types(&big_raw), vec![OracleType::BLOB]);
+        assert_eq!(column_types(&big_raw), vec![OracleType::LongRaw]);
         assert!(column_types(&[]).is_empty());
+    }
+
+    /// Oracle takes a LONG bind only after every other bind that may be
+    /// long (ORA-24816): the CLOB/BLOB columns close their statements (the
+    /// update's WHERE key is short).
+    #[test]
+    fn lob_column_binds_come_last() {
+        let is_lob = |b: &Bind| matches!(b, Bind::Text(_) | Bind::Bytes(_));
+        let log = change_log_binds(
+            "b1",
+            &[LogEntry {
+                event_id: "e".into(),
+                customer_id: "C".into(),
+                data_type: DataType::Phone,
+                operation: "update".into(),
+                outcome: "applied",
+                governed_at: t("2024-01-15T02:20:00Z"),
+                before: None,
+                after: None,
+                partition: 0,
+                offset: 0,
+            }],
+        );
+        let msg = OutMessage {
+            topic: "t".into(),
+            key: None,
+            payload: None,
+            headers: vec![],
+        };
+        let mut update = update_binds(&[write("C1")]).remove(0);
+        assert_eq!(update.pop().unwrap().0, "p_customer_id");
+        for binds in [
+            log[0].clone(),
+            outbox_binds("b1", &key(), 1, &[msg])[0].clone(),
+            insert_binds(&[write("C1")])[0].clone(),
+            update,
+        ] {
+            let first = binds.iter().position(|(_, b)| is_lob(b)).unwrap();
+            assert!(
+                binds[first..].iter().all(|(_, b)| is_lob(b)),
+                "{:?}",
+                binds.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
@@ -1744,7 +1792,7 @@ mod tests {
         let mut long = write("C3");
         long.row.address = Some("x".repeat(MAX_VARCHAR2_BIND + 1));
         assert_eq!(check_storable(&[long]).unwrap_err().class(), "record");
-        // A long CLOB value is fine: it binds as a temporary LOB.
+        // A long CLOB value is fine: it is a LONG bind.
         let mut clob = write("C4");
         clob.row.carrier_info = Some("x".repeat(MAX_VARCHAR2_BIND + 1));
         assert!(check_storable(&[clob]).is_ok());
