@@ -85,11 +85,7 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
         }
         Ok(Err(e)) => {
             ok = false;
-            writeln!(
-                out,
-                "database: cannot open {} ({e}); check database.url",
-                d.url
-            )?;
+            writeln!(out, "database: cannot open {}: {e}", d.url)?;
         }
         Ok(Ok(db)) => {
             match tokio::time::timeout(Duration::from_secs(10), db.ping()).await {

@@ -370,12 +370,8 @@ impl Loop {
         }
         let (set, ack) = self.revoke.take().expect("checked above");
         for p in &set {
-            if let Some(st) = self.parts.remove(p)
-                && st.paused
-            {
-                metrics::paused(*p, false);
-            }
-            metrics::buffered(*p, 0);
+            self.parts.remove(p);
+            metrics::partition_released(*p);
         }
         self.progress
             .assigned

@@ -41,6 +41,7 @@ pub fn install() -> PrometheusHandle {
                 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0,
             ];
             let gain = [-0.5, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0];
+            let wait = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), &latency)
                 .and_then(|b| {
@@ -48,6 +49,9 @@ pub fn install() -> PrometheusHandle {
                 })
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_RECORDS.into()), &sizes))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUALITY_GAIN.into()), &gain))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(RATE_LIMIT_WAIT.into()), &wait)
+                })
                 .expect("bucket lists are non-empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -55,6 +59,7 @@ pub fn install() -> PrometheusHandle {
             // as a handle only then.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            preregister();
             handle
         })
         .clone()
@@ -66,7 +71,10 @@ fn describe() {
         RECORDS,
         "Records by outcome (applied, flagged, review, conflict, stale, duplicate, invalid, poison, skipped), data type and region."
     );
-    describe_counter!(BATCHES, "Batches by status (committed, retried, failed).");
+    describe_counter!(
+        BATCHES,
+        "Batch transactions by status: committed, or failed (each failed attempt; a failed batch is retried, never dropped)."
+    );
     describe_histogram!(
         COMMIT_SECONDS,
         Unit::Seconds,
@@ -116,6 +124,47 @@ fn describe() {
         Unit::Seconds,
         "Time a batch waited on the rate limits."
     );
+}
+
+/// Counters of the fixed label sets start at 0, so that the first failure
+/// is a visible increase (an alert on `increase()` sees it).
+fn preregister() {
+    for status in ["committed", "failed"] {
+        counter!(BATCHES, "status" => status).absolute(0);
+    }
+    for class in [
+        "connection",
+        "timeout",
+        "deadlock",
+        "serialization",
+        "lock_wait",
+        "record",
+        "verification",
+        "fatal",
+    ] {
+        counter!(RETRIES, "class" => class).absolute(0);
+    }
+    for result in [
+        "committed",
+        "retried",
+        "rebalanced",
+        "producer_reset",
+        "failed",
+    ] {
+        counter!(KAFKA_TXNS, "result" => result).absolute(0);
+    }
+    for topic in ["dlq", "review"] {
+        counter!(SIDE_OUTPUTS, "topic" => topic).absolute(0);
+    }
+}
+
+/// Drops a revoked partition's gauges to 0 so another instance's values
+/// are not double-counted.
+pub fn partition_released(partition: i32) {
+    let p = partition.to_string();
+    for name in [LAG, BATCH_TARGET_SIZE, BUFFERED, PAUSED, STALLED] {
+        gauge!(name, "partition" => p.clone()).set(0.0);
+    }
 }
 
 pub fn records(outcome: &str, data_type: &str, region: &str, n: u64) {

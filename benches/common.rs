@@ -1,0 +1,101 @@
+//! Shared by the benchmark programs: database setup, percentiles, RSS.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+pub fn pg_url() -> String {
+    std::env::var("GOVSYNC_BENCH_PG_URL")
+        .or_else(|_| std::env::var("GOVSYNC_TEST_PG_URL"))
+        .unwrap_or_else(|_| "postgres://govsync:govsync@127.0.0.1:5432/govsync".into())
+}
+
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `cargo test --all-targets` runs bench programs too; only `cargo bench`
+/// passes `--bench`. Returns false (and says so) when not benchmarking.
+pub fn benchmarking() -> bool {
+    if std::env::args().any(|a| a == "--bench") {
+        return true;
+    }
+    println!(
+        "benchmark program: run it with `cargo bench --bench {}`",
+        env!("CARGO_CRATE_NAME")
+    );
+    false
+}
+
+/// A fresh schema; returns a pool whose search_path is it.
+pub async fn fresh_schema(name: &str, max_connections: u32) -> (String, PgPool) {
+    let schema = format!("bench_{name}_{}", std::process::id());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg_url())
+        .await
+        .expect("PostgreSQL reachable (scripts/services up)");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(
+            PgConnectOptions::from_str(&pg_url())
+                .unwrap()
+                .options([("search_path", schema.as_str())]),
+        )
+        .await
+        .unwrap();
+    (schema, pool)
+}
+
+pub async fn drop_schema(schema: &str) {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+}
+
+/// p-th percentile (0–100) of durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Peak resident set size of this process, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+    }
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
