@@ -58,7 +58,7 @@ async fn run() {
     for chunk in customers.chunks(10_000) {
         sqlx::query(
             "INSERT INTO customer_profile (customer_id, name, address, id_card, phone, quality_score, last_update, version) \
-             SELECT u.id, u.name, u.address, u.id_card, u.phone, u.score, now() - interval '30 days', 0 \
+             SELECT u.id, u.name, u.address, u.id_card, u.phone, u.score, $7, 0 \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) AS u(id, name, address, id_card, phone, score)",
         )
         .bind(chunk.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
@@ -67,6 +67,7 @@ async fn run() {
         .bind(chunk.iter().map(|c| c.id_card.clone()).collect::<Vec<_>>())
         .bind(chunk.iter().map(|c| c.phone.clone()).collect::<Vec<_>>())
         .bind(chunk.iter().map(|c| c.quality_score).collect::<Vec<_>>())
+        .bind(govsync::event::rules::parse_loose_time(generate::seen_last_update(), generate::local()).unwrap())
         .execute(&pool)
         .await
         .unwrap();
@@ -263,12 +264,34 @@ async fn full_protocol(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut rows = 0;
+            let mut phases = [Duration::ZERO; 4];
             for b in batches {
                 let t = Instant::now();
-                protocol::apply(db.as_ref(), &b, &opts).await.unwrap();
+                let r = protocol::apply(db.as_ref(), &b, &opts).await.unwrap();
+                assert_eq!(
+                    r.counts.get(&govsync::sink::Outcome::Applied),
+                    Some(&b.records.len()),
+                    "every record applied"
+                );
                 lat.push(t.elapsed());
                 rows += b.records.len();
+                for (acc, d) in phases.iter_mut().zip([
+                    r.timings.read,
+                    r.timings.write,
+                    r.timings.verify,
+                    r.timings.total,
+                ]) {
+                    *acc += d;
+                }
             }
+            let n = lat.len().max(1) as u32;
+            println!(
+                "  per batch: read+lock {}, plan+write {}, verify {}, total {}",
+                common::ms(phases[0] / n),
+                common::ms(phases[1] / n),
+                common::ms(phases[2] / n),
+                common::ms(phases[3] / n)
+            );
             (rows, lat)
         }));
     }

@@ -182,8 +182,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Dlq(_) | Command::Demo(_) => {
-            anyhow::bail!("this command is not available in this build yet")
+        Command::Dlq(_) => anyhow::bail!("this command is not available in this build yet"),
+        Command::Demo(args) => {
+            telemetry::init_logging(config::LogFormat::Text, "warn");
+            let metrics = if args.metrics.is_empty() {
+                None
+            } else {
+                Some(
+                    args.metrics
+                        .parse()
+                        .with_context(|| format!("--metrics {}: expected ip:port", args.metrics))?,
+                )
+            };
+            let opts = govsync::demo::DemoOptions {
+                events: args.events,
+                db: args.db,
+                seed: args.seed,
+                metrics,
+                progress_bar: govsync::demo::stdout_is_terminal(),
+            };
+            govsync::demo::run(opts, &mut stdout.lock()).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod config_cli;
 mod contract;
+mod demo;
 mod exactly_once;
 mod harness;
 mod oracle;
