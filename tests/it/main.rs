@@ -2,6 +2,7 @@
 //! by `scripts/services up`. One binary (one link step) for all of them.
 
 mod config_cli;
+mod conflicts;
 mod contract;
 mod demo;
 mod exactly_once;
