@@ -172,12 +172,22 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
             e.path.join(".")
         };
         let hint = match &e.kind {
-            figment::error::Kind::UnknownField(f, expected) => format!(
-                "unknown key `{f}`; known keys here: {}. Fix the spelling or remove it",
-                expected.join(", ")
-            ),
+            figment::error::Kind::UnknownField(f, expected) => {
+                let guess = closest(f, expected)
+                    .map(|g| format!("did you mean `{g}`? "))
+                    .unwrap_or_default();
+                format!(
+                    "unknown key `{f}`; {guess}known keys here: {}. Fix the spelling or remove it",
+                    expected.join(", ")
+                )
+            }
             figment::error::Kind::InvalidType(actual, expected) => {
-                format!("has {actual}, expected {expected}")
+                match default_duration(&e.path) {
+                    Some(d) => format!(
+                        "has {actual}, expected a duration in quotes, e.g. \"500ms\", \"2s\" or \"1m\" (default \"{d}\")"
+                    ),
+                    None => format!("has {actual}, expected {expected}"),
+                }
             }
             other => other.to_string(),
         };
@@ -188,6 +198,42 @@ pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
             .unwrap_or_default();
         err(&key, format!("{hint}{origin}"))
     })
+}
+
+/// The known name nearest to `f` (a typo: at most 2 edits, or a third of
+/// its length), if there is one.
+fn closest<'a>(f: &str, known: &'a [&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let sub = prev[j] + usize::from(ca != *cb);
+                cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    let limit = (f.chars().count() / 3).max(2);
+    known
+        .iter()
+        .map(|k| (distance(f, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// The default of the key at `path` when it is a duration (so a bare
+/// number there gets a useful hint).
+fn default_duration(path: &[String]) -> Option<String> {
+    let mut v = serde_json::to_value(RawConfig::default()).ok()?;
+    for p in path {
+        v = v.get(p)?.clone();
+    }
+    let s = v.as_str()?;
+    humantime::parse_duration(s).ok().map(|_| s.to_string())
 }
 
 const SECTIONS: [&str; 9] = [
@@ -699,7 +745,12 @@ fn parse_db_url(url: &str) -> Result<(DbKind, String, Option<String>), ConfigErr
     if let Some((_, port)) = hostport.rsplit_once(':')
         && port.parse::<u16>().is_err()
     {
-        return Err(err(key, format!("`{port}` is not a port number")));
+        return Err(err(
+            key,
+            format!(
+                "`{port}` is not a port number; write {scheme}://user@host:port/name with a numeric port (PostgreSQL: 5432)"
+            ),
+        ));
     }
     if path.is_empty() {
         return Err(err(
@@ -800,6 +851,22 @@ mod tests {
             let e = check(r).unwrap_err();
             assert_eq!(e.key, key, "{e}");
         }
+    }
+
+    #[test]
+    fn near_misses_get_a_suggestion() {
+        let known = ["bootstrap_servers", "group_id", "dlq_topic"];
+        assert_eq!(
+            closest("bootstrap_server", &known),
+            Some("bootstrap_servers")
+        );
+        assert_eq!(closest("dlq_topc", &known), Some("dlq_topic"));
+        assert_eq!(closest("colour", &known), None);
+        assert_eq!(
+            default_duration(&["batch".into(), "max_wait".into()]).as_deref(),
+            Some("500ms")
+        );
+        assert_eq!(default_duration(&["batch".into(), "min_size".into()]), None);
     }
 
     #[test]

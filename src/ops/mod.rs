@@ -2,6 +2,7 @@
 //! exactly what a person sees.
 
 pub mod check;
+pub mod dlq;
 pub mod validate;
 
 use std::io::Write;

@@ -55,3 +55,134 @@ fn a_single_underscore_override_is_refused_with_the_right_spelling() {
     assert_eq!(code, 1);
     assert!(text.contains("GOVSYNC_KAFKA__BOOTSTRAP_SERVERS"), "{text}");
 }
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `check-config` on a broken file: exit status 1, and the output names
+/// `key` and says `fix`.
+fn assert_names_key_and_fix(body: &str, key: &str, fix: &[&str]) -> String {
+    let f = config_file(body);
+    let (code, text) = govsync(
+        &["check-config", "--config", f.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1, "check-config fails: {text}");
+    assert!(text.contains(key), "the message names `{key}`: {text}");
+    for f in fix {
+        assert!(text.contains(f), "the message says {f:?}: {text}");
+    }
+    assert!(text.contains("some checks failed") || text.starts_with("config: config key"));
+    text
+}
+
+/// A scratch SQLite file, so that the database check passes quickly and
+/// only the broken part fails.
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/check.db", dir.path().display())
+}
+
+#[test]
+fn check_config_wrong_broker_port_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let text = assert_names_key_and_fix(
+        &format!(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:{port}\"\n[database]\nurl = \"{}\"\n",
+            sqlite_url(&dir)
+        ),
+        "kafka.bootstrap_servers",
+        &[
+            &format!("kafka: cannot reach 127.0.0.1:{port}"),
+            "that the broker runs",
+        ],
+    );
+    assert!(text.contains("config: ok"), "{text}");
+}
+
+#[test]
+fn check_config_bad_database_urls_name_the_key() {
+    // Unreachable: nothing listens on the port.
+    let port = closed_port();
+    assert_names_key_and_fix(
+        &format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n[database]\nurl = \"postgres://govsync@127.0.0.1:{port}/govsync\"\nconnect_timeout = \"1s\"\n",
+            crate::harness::kafka_servers()
+        ),
+        "database.url",
+        &[
+            &format!("database: postgres://govsync@127.0.0.1:{port}/govsync does not answer"),
+            "the password (database.password_env)",
+        ],
+    );
+    // Not a URL govsync can read.
+    assert_names_key_and_fix(
+        "[database]\nurl = \"postgres://govsync@127.0.0.1:port/govsync\"\n",
+        "config key `database.url`",
+        &["`port` is not a port number", "(PostgreSQL: 5432)"],
+    );
+    assert_names_key_and_fix(
+        "[database]\nurl = \"mysql://govsync@127.0.0.1:3306/govsync\"\n",
+        "config key `database.url`",
+        &[
+            "unknown database `mysql`",
+            "use postgres://…, sqlite://… or oracle://…",
+        ],
+    );
+}
+
+#[test]
+fn check_config_unknown_key_suggests_the_known_one() {
+    assert_names_key_and_fix(
+        "[kafka]\nbootstrap_server = \"127.0.0.1:9092\"\n",
+        "config key `kafka.bootstrap_server`",
+        &[
+            "unknown key `bootstrap_server`",
+            "did you mean `bootstrap_servers`?",
+            "Fix the spelling or remove it",
+        ],
+    );
+    assert_names_key_and_fix(
+        "[kafak]\nbootstrap_servers = \"127.0.0.1:9092\"\n",
+        "config key `kafak`",
+        &["did you mean `kafka`?"],
+    );
+}
+
+#[test]
+fn check_config_bad_duration_names_the_key() {
+    assert_names_key_and_fix(
+        "[batch]\nmax_wait = \"5 parsecs\"\n",
+        "config key `batch.max_wait`",
+        &["`5 parsecs` is not a duration", "write e.g. \"500ms\""],
+    );
+    // A bare number: seconds? milliseconds? Say how to write it.
+    assert_names_key_and_fix(
+        "[kafka]\nsession_timeout = 10\n",
+        "config key `kafka.session_timeout`",
+        &["expected a duration in quotes", "(default \"10s\")"],
+    );
+}
+
+#[test]
+fn check_config_inverted_batch_bounds_name_the_key() {
+    assert_names_key_and_fix(
+        "[batch]\nmin_size = 3000\nmax_size = 200\n",
+        "config key `batch.min_size`",
+        &[
+            "(3000) is greater than batch.max_size (200)",
+            "make min_size ≤ max_size",
+        ],
+    );
+    assert_names_key_and_fix(
+        "[batch]\nphone = [5000, 3000]\n",
+        "config key `batch.phone`",
+        &[
+            "[5000, 3000] is inverted",
+            "write [min, max] with min ≤ max",
+        ],
+    );
+}
