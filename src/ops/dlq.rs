@@ -1069,9 +1069,25 @@ pub fn replay_headers(m: &RawMessage) -> Vec<(String, Vec<u8>)> {
     h
 }
 
+/// Back to the source partition when replaying to the topic the message
+/// came from: the replayed event joins its region's partition, so its
+/// order relative to the region's other events is kept the way the
+/// producer partitioned them (whatever partitioner it used). Elsewhere the
+/// key decides.
+fn original_partition(m: &RawMessage, dest: &str, dest_partitions: i32) -> Option<i32> {
+    if header_str(m, headers::SOURCE_TOPIC) != Some(dest) {
+        return None;
+    }
+    header_str(m, headers::SOURCE_PARTITION)
+        .and_then(|p| p.parse::<i32>().ok())
+        .filter(|p| (0..dest_partitions).contains(p))
+}
+
 /// A replayed message waiting for its chunk's commit (kept to re-send the
 /// chunk when its transaction must be aborted and retried).
 struct Pending {
+    /// The partition the original came from, when it goes back there.
+    partition: Option<i32>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
@@ -1119,6 +1135,9 @@ impl Txn {
         }
         let hdrs = crate::kafka::owned_headers(&p.headers);
         let mut rec = BaseRecord::<Vec<u8>, Vec<u8>>::to(&self.dest).headers(hdrs);
+        if let Some(part) = p.partition {
+            rec = rec.partition(part);
+        }
         if let Some(k) = &p.key {
             rec = rec.key(k);
         }
@@ -1289,7 +1308,7 @@ pub fn replay(
     };
     let idle = k.transaction_timeout + Duration::from_secs(30);
     let mut reader = DlqReader::open(k, Some(&opts.group), idle)?;
-    check_destination(&reader.consumer, &dest, opts.to.is_some())?;
+    let dest_partitions = check_destination(&reader.consumer, &dest, opts.to.is_some())?;
 
     let starts = reader.start_offsets();
     let already: i64 = reader
@@ -1447,6 +1466,7 @@ pub fn replay(
                             }
                         }
                         let p = Pending {
+                            partition: original_partition(m, &dest, dest_partitions),
                             key: m.key.clone(),
                             value: m.value.clone(),
                             headers: replay_headers(m),
@@ -1556,10 +1576,13 @@ pub fn stop_on_signals() -> Arc<AtomicBool> {
     flag
 }
 
-fn check_destination(c: &BaseConsumer, dest: &str, explicit: bool) -> anyhow::Result<()> {
+/// The destination's partition count; an error when it does not exist.
+fn check_destination(c: &BaseConsumer, dest: &str, explicit: bool) -> anyhow::Result<i32> {
     let md = c.fetch_metadata(Some(dest), KAFKA_TIMEOUT)?;
     match md.topics().iter().find(|t| t.name() == dest) {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().len() as i32)
+        }
         _ if explicit => bail!("--to {dest}: the topic does not exist; create it first"),
         _ => bail!(
             "the source topic {dest} (config key `kafka.source_topic`) does not exist; check the key or pass --to"
@@ -1733,6 +1756,21 @@ mod tests {
                 (REPLAYED_FROM.to_string(), b"x.dlq/2/40".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn replays_to_the_source_go_back_to_the_original_partition() {
+        let m = dead_letter(&[
+            (headers::SOURCE_TOPIC, "src"),
+            (headers::SOURCE_PARTITION, "2"),
+        ]);
+        assert_eq!(original_partition(&m, "src", 4), Some(2));
+        assert_eq!(
+            original_partition(&m, "src", 2),
+            None,
+            "fewer partitions now"
+        );
+        assert_eq!(original_partition(&m, "elsewhere", 4), None);
     }
 
     #[test]

@@ -222,7 +222,7 @@ async fn replay_after_a_config_fix_applies_the_fixed_and_resumes_after_sigkill_w
     let customers = generate::customers(TOTAL, 4, 4242);
     env.seed(&customers).await;
     let msgs = phone_events(&customers, FIXABLE);
-    env.publish_raw(&msgs).await;
+    let published = env.publish_raw(&msgs).await;
 
     // 1. Under the narrowed allow-list every event is dead-lettered.
     let before = narrowed(&raw);
@@ -419,6 +419,11 @@ async fn replay_after_a_config_fix_applies_the_fixed_and_resumes_after_sigkill_w
         assert!(m.headers.contains(&original.2[0]), "trace-id kept");
         assert!(m.header(headers::ERROR_CLASS).is_none());
         assert!(m.header(headers::SOURCE_OFFSET).is_none());
+        let i: usize = event_id(m)["replay-".len()..].parse().unwrap();
+        assert_eq!(
+            m.partition, published[i].0,
+            "back to its original partition"
+        );
     }
 
     // The database: the 600 applied once, the 400 untouched.
