@@ -224,10 +224,11 @@ async fn run_processor(cfg: Arc<Config>) -> anyhow::Result<()> {
         .await
         .context("the database does not answer (check database.url)")?;
     let shutdown = CancellationToken::new();
+    let progress = Arc::new(pipeline::Progress::default());
     if let Some(addr) = cfg.metrics_listen {
         let handle = telemetry::metrics::install();
         let health = Arc::new(telemetry::http::Health {
-            assigned: Default::default(),
+            progress: progress.clone(),
             db: db.clone(),
         });
         let bound = telemetry::http::serve(addr, handle, health, shutdown.clone())
@@ -250,7 +251,6 @@ async fn run_processor(cfg: Arc<Config>) -> anyhow::Result<()> {
         topic = %cfg.kafka.source_topic, group = %cfg.kafka.group_id, database = db.kind(),
         delivery = ?cfg.kafka.delivery, "govsync starting"
     );
-    let progress = Arc::new(pipeline::Progress::default());
     pipeline::run(cfg, db.clone(), shutdown, progress).await?;
     db.close().await;
     tracing::info!("govsync stopped");

@@ -131,10 +131,11 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
     )?;
 
     let shutdown = CancellationToken::new();
+    let progress = Arc::new(Progress::default());
     if let Some(addr) = cfg.metrics_listen {
         let handle = telemetry::metrics::install();
         let health = Arc::new(telemetry::http::Health {
-            assigned: Default::default(),
+            progress: progress.clone(),
             db: db.clone(),
         });
         match telemetry::http::serve(addr, handle, health, shutdown.clone()).await {
@@ -145,7 +146,6 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
             )?,
         }
     }
-    let progress = Arc::new(Progress::default());
     let cfg = Arc::new(cfg);
     let processor = tokio::spawn(pipeline::run(
         cfg.clone(),
@@ -169,7 +169,7 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
         .lines()
         .map(|l| l.as_bytes().to_vec())
         .collect();
-        for (published, i) in (0..total as usize).enumerate() {
+    for (published, i) in (0..total as usize).enumerate() {
         let published = published as u64;
         let (key, value) = if i < seed_events.len() {
             (b"3201".to_vec(), seed_events[i].clone())

@@ -86,6 +86,10 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
         Ok(Err(e)) => {
             ok = false;
             writeln!(out, "database: cannot open {}: {e}", d.url)?;
+            writeln!(
+                out,
+                "  fix: check the config key `database.url` (and the password in the variable named by `database.password_env`)"
+            )?;
         }
         Ok(Ok(db)) => {
             match tokio::time::timeout(Duration::from_secs(10), db.ping()).await {

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -22,7 +22,8 @@ use crate::sink::Database;
 
 /// What `/readyz` looks at.
 pub struct Health {
-    pub assigned: AtomicUsize,
+    /// The pipeline's live counters (partitions assigned).
+    pub progress: Arc<crate::pipeline::Progress>,
     pub db: Arc<dyn Database>,
 }
 
@@ -71,7 +72,7 @@ async fn route(path: &str, handle: &PrometheusHandle, health: &Health) -> Respon
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {
-            let assigned = health.assigned.load(Ordering::Relaxed);
+            let assigned = health.progress.assigned.load(Ordering::Relaxed);
             let db = tokio::time::timeout(Duration::from_secs(2), health.db.ping()).await;
             match (assigned, db) {
                 (0, _) => reply(

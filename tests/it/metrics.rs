@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use govsync::config::Config;
@@ -26,27 +25,13 @@ use crate::harness::{Env, RawOut};
 const REGIONS: [&str; 2] = ["9971", "9972"];
 
 /// Serves /metrics, /healthz and /readyz for a processor started with
-/// `Env::start_with`, as `govsync run` does. `/readyz` looks at
-/// `Health::assigned`; here it follows the pipeline's `Progress::assigned`.
+/// `Env::start_with`, as `govsync run` does: `/readyz` reads the
+/// pipeline's `Progress::assigned`.
 async fn serve_metrics(cfg: &Config, progress: Arc<Progress>) -> (SocketAddr, CancellationToken) {
     let handle = govsync::telemetry::metrics::install();
     let db = govsync::sink::connect(&cfg.database).await.unwrap();
-    let health = Arc::new(govsync::telemetry::http::Health {
-        assigned: AtomicUsize::new(0),
-        db,
-    });
+    let health = Arc::new(govsync::telemetry::http::Health { progress, db });
     let stop = CancellationToken::new();
-    let (h, s) = (health.clone(), stop.clone());
-    tokio::spawn(async move {
-        loop {
-            h.assigned
-                .store(progress.assigned.load(Ordering::Relaxed), Ordering::Relaxed);
-            tokio::select! {
-                _ = s.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-    });
     let addr = govsync::telemetry::http::serve(
         cfg.metrics_listen.expect("metrics.listen is set"),
         handle,
