@@ -7,9 +7,17 @@
 //! each partition's start offset as the higher of Kafka's committed offset
 //! and the database watermark, and assigns the partitions at those offsets
 //! itself (no seek race).
+//!
+//! Pausing (backpressure, stalls) is per assignment. The pipeline's state
+//! for a partition starts unpaused at every assignment, so a pause or
+//! resume command still queued from an earlier assignment (the pipeline
+//! sent it just before a rebalance) is dropped by its generation, and every
+//! assignment resumes its partitions explicitly in case librdkafka kept an
+//! application pause on them. Otherwise a partition could come back paused
+//! under a pipeline that believes it is not, and never be read again.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +49,9 @@ pub struct AssignedPartition {
     pub committed: Option<i64>,
     /// The database watermark (what the data reached).
     pub watermark: Option<i64>,
+    /// The assignment this partition belongs to; pause and resume commands
+    /// name it.
+    pub generation: u64,
 }
 
 pub enum FromConsumer {
@@ -58,8 +69,16 @@ pub enum FromConsumer {
 }
 
 pub enum ToConsumer {
-    Pause(i32),
-    Resume(i32),
+    /// Stop fetching a partition of assignment `generation`.
+    Pause {
+        partition: i32,
+        generation: u64,
+    },
+    /// Fetch it again.
+    Resume {
+        partition: i32,
+        generation: u64,
+    },
     Shutdown,
 }
 
@@ -72,6 +91,9 @@ pub struct GovContext {
     /// Upper bound for the pipeline to drain revoked partitions.
     revoke_timeout: Duration,
     shutdown: CancellationToken,
+    /// Counts assignments; only touched on the consumer thread (the
+    /// rebalance callback runs inside `poll`).
+    generation: AtomicU64,
 }
 
 impl ClientContext for GovContext {
@@ -143,6 +165,7 @@ impl GovContext {
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let parts = self.partitions(tpl);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         // Kafka's committed offsets (read_committed makes this wait for
         // pending transactional commits to settle: KIP-447).
         let committed = retry_until(&self.shutdown, "reading committed offsets", || {
@@ -177,6 +200,7 @@ impl GovContext {
                 start,
                 committed: c,
                 watermark: w,
+                generation,
             });
         }
         // Tell the pipeline before any message of these partitions arrives.
@@ -189,6 +213,11 @@ impl GovContext {
         }
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(error = %e, "assigning partitions failed");
+        }
+        // This assignment starts unpaused, as the pipeline's fresh state for
+        // it says, whatever an earlier assignment left behind.
+        if let Err(e) = consumer.resume(tpl) {
+            tracing::warn!(error = %e, "resuming newly assigned partitions failed");
         }
     }
 
@@ -270,6 +299,7 @@ pub fn start(
         topic: setup.topic.clone(),
         revoke_timeout: setup.revoke_timeout,
         shutdown: setup.shutdown.clone(),
+        generation: AtomicU64::new(0),
     };
     let consumer: GovConsumer = setup.config.create_with_context(ctx)?;
     consumer.subscribe(&[&setup.topic])?;
@@ -288,20 +318,28 @@ fn consumer_loop(
     events: mpsc::Sender<FromConsumer>,
     commands: std_mpsc::Receiver<ToConsumer>,
 ) {
-    let mut paused: BTreeSet<i32> = BTreeSet::new();
     'outer: loop {
         loop {
+            let current = consumer.context().generation.load(Ordering::Relaxed);
             match commands.try_recv() {
-                Ok(ToConsumer::Pause(p)) => {
-                    if paused.insert(p) {
-                        let _ = consumer.pause(&single(&setup.topic, p));
+                Ok(ToConsumer::Pause {
+                    partition,
+                    generation,
+                }) if generation == current => {
+                    if let Err(e) = consumer.pause(&single(&setup.topic, partition)) {
+                        tracing::warn!(partition, error = %e, "pausing the partition failed");
                     }
                 }
-                Ok(ToConsumer::Resume(p)) => {
-                    if paused.remove(&p) {
-                        let _ = consumer.resume(&single(&setup.topic, p));
+                Ok(ToConsumer::Resume {
+                    partition,
+                    generation,
+                }) if generation == current => {
+                    if let Err(e) = consumer.resume(&single(&setup.topic, partition)) {
+                        tracing::warn!(partition, error = %e, "resuming the partition failed");
                     }
                 }
+                // Meant for an earlier assignment: this one started unpaused.
+                Ok(ToConsumer::Pause { .. } | ToConsumer::Resume { .. }) => {}
                 Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => {
                     break 'outer;
                 }

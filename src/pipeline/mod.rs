@@ -30,6 +30,7 @@ pub mod batcher;
 pub mod committer;
 pub mod consumer;
 pub mod flow;
+pub mod memory;
 pub mod retry;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -53,6 +54,14 @@ use crate::sink::protocol::{self, ApplyOptions, BatchReport};
 use crate::sink::{Database, Outcome, PartitionKey, SinkBatch, SinkRecord};
 use crate::telemetry::metrics;
 
+/// Messages between the consumer thread and the main loop: with the
+/// per-partition buffers and librdkafka's queue, what a backlog can put in
+/// memory.
+pub const CHANNEL: usize = 4096;
+
+/// Entries [`Progress::batch_log`] keeps.
+pub const BATCH_LOG_MAX: usize = 100_000;
+
 /// Live counters of a running pipeline (the demo's progress bar, tests).
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -62,7 +71,9 @@ pub struct Progress {
     pub batches: AtomicU64,
     pub assigned: AtomicUsize,
     pub stalled: AtomicUsize,
-    /// Commit latencies (µs) and sizes of committed batches, for summaries.
+    /// Commit latencies (µs) and sizes of committed batches, for summaries:
+    /// the latest [`BATCH_LOG_MAX`] at most (a long run must not grow it
+    /// for ever).
     pub batch_log: Mutex<Vec<(u64, usize)>>,
 }
 
@@ -100,6 +111,10 @@ struct PartitionState {
     /// High-priority records in the buffer.
     high: usize,
     in_flight: bool,
+    /// Records of the in-flight batch. They count towards
+    /// `max_buffered_per_partition` with the buffer: what bounds memory is
+    /// every record the partition holds, not only those still waiting.
+    in_flight_records: usize,
     /// Offsets and side outputs confirmed in Kafka up to here.
     kafka_confirmed: i64,
     /// The database watermark as far as we know.
@@ -110,7 +125,11 @@ struct PartitionState {
     /// publishing (after a failed Kafka commit, or found at assignment).
     needs_recovery: bool,
     aimd: Aimd,
+    /// Paused in the consumer (buffer full, or stalled).
     paused: bool,
+    /// The consumer's assignment this state belongs to (named in pause and
+    /// resume commands).
+    generation: u64,
     revoking: bool,
     /// Cancels (abandons) the in-flight batch at its next retry wait.
     cancel: CancellationToken,
@@ -123,6 +142,9 @@ enum Completion {
         partition: i32,
         size: usize,
         was_full: bool,
+        /// The upper size bound of the batch's data type: the target does
+        /// not grow past what a batch may hold.
+        ceiling: usize,
         result: BatchResult,
     },
     Stalled {
@@ -167,7 +189,9 @@ pub async fn run(
     shutdown: CancellationToken,
     progress: Arc<Progress>,
 ) -> anyhow::Result<()> {
-    let (ev_tx, mut events) = mpsc::channel::<FromConsumer>(4096);
+    memory::tune();
+    let mut trimmer = memory::Trimmer::default();
+    let (ev_tx, mut events) = mpsc::channel::<FromConsumer>(CHANNEL);
     let setup = consumer::ConsumerSetup {
         config: crate::kafka::consumer_config(&cfg.kafka),
         topic: cfg.kafka.source_topic.clone(),
@@ -215,7 +239,13 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
-            Some(c) = completions.recv() => state.on_completion(c),
+            Some(c) = completions.recv() => {
+                let done = matches!(c, Completion::Done { .. });
+                state.on_completion(c);
+                if done {
+                    trimmer.after_batch();
+                }
+            }
             ev = events.recv(), if events_open => match ev {
                 Some(FromConsumer::Closed) | None => events_open = false,
                 Some(ev) => state.on_event(ev),
@@ -286,17 +316,18 @@ impl Loop {
                     st.high += 1;
                 }
                 st.buffer.push_back(*inc);
-                if st.buffer.len() >= max_buffered && !st.paused {
-                    st.paused = true;
-                    let _ = self.commands.send(ToConsumer::Pause(p));
-                    metrics::paused(p, true);
+                let buffered = st.buffer.len();
+                let held = buffered + st.in_flight_records;
+                if held >= max_buffered && !st.paused {
+                    self.set_paused(p, true);
                     tracing::debug!(
                         partition = p,
-                        buffered = st.buffer.len(),
+                        buffered,
+                        held,
                         "partition paused (buffer full)"
                     );
                 }
-                metrics::buffered(p, st.buffer.len());
+                metrics::buffered(p, buffered);
             }
             FromConsumer::Assigned(list) => self.on_assigned(list),
             FromConsumer::Revoked { partitions, ack } => {
@@ -329,6 +360,7 @@ impl Loop {
                 oldest: None,
                 high: 0,
                 in_flight: false,
+                in_flight_records: 0,
                 kafka_confirmed: committed,
                 db_watermark: watermark,
                 outbox_dirty: true,
@@ -339,6 +371,7 @@ impl Loop {
                     b.max_size,
                 ),
                 paused: false,
+                generation: a.generation,
                 revoking: false,
                 cancel: CancellationToken::new(),
                 regions: vec![],
@@ -389,19 +422,15 @@ impl Loop {
                 } else {
                     self.progress.stalled.fetch_sub(1, Ordering::Relaxed);
                 }
-                if let Some(st) = self.parts.get_mut(&partition)
-                    && stalled
-                    && !st.paused
-                {
-                    st.paused = true;
-                    let _ = self.commands.send(ToConsumer::Pause(partition));
-                    metrics::paused(partition, true);
+                if stalled && self.parts.get(&partition).is_some_and(|st| !st.paused) {
+                    self.set_paused(partition, true);
                 }
             }
             Completion::Done {
                 partition,
                 size,
                 was_full,
+                ceiling,
                 result,
             } => {
                 self.in_flight -= 1;
@@ -410,6 +439,7 @@ impl Loop {
                     return;
                 };
                 st.in_flight = false;
+                st.in_flight_records = 0;
                 for r in st.regions.drain(..) {
                     if let Some(n) = self.region_in_flight.get_mut(&r) {
                         *n -= 1;
@@ -443,40 +473,62 @@ impl Loop {
                             }
                         }
                         if failures > 0 {
-                            st.aimd.on_error();
+                            st.aimd.on_error(ceiling);
                         } else if size > 0 {
                             st.aimd.on_commit(
                                 report.timings.total,
                                 self.cfg.batch.target_commit_latency,
                                 was_full,
+                                ceiling,
                             );
                         }
                         metrics::target_size(partition, st.aimd.target());
                         if size > 0 {
                             record_metrics(&report, &records, &rejected, &self.progress);
-                            self.progress
-                                .batch_log
-                                .lock()
-                                .expect("progress lock")
-                                .push((report.timings.total.as_micros() as u64, size));
+                            let mut log = self.progress.batch_log.lock().expect("progress lock");
+                            if log.len() >= BATCH_LOG_MAX {
+                                log.drain(..BATCH_LOG_MAX / 2);
+                            }
+                            log.push((report.timings.total.as_micros() as u64, size));
                         }
                     }
                 }
                 if st.paused && st.buffer.len() <= self.cfg.flow.max_buffered_per_partition / 2 {
-                    st.paused = false;
-                    let _ = self.commands.send(ToConsumer::Resume(partition));
-                    metrics::paused(partition, false);
+                    self.set_paused(partition, false);
                 }
             }
         }
     }
 
-    /// Starts batches for partitions that are ready, high-priority and
-    /// oldest first, within the in-flight caps.
+    /// Pauses or resumes a partition in the consumer (and says so in the
+    /// metrics).
+    fn set_paused(&mut self, partition: i32, paused: bool) {
+        let Some(st) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        st.paused = paused;
+        let generation = st.generation;
+        let cmd = if paused {
+            ToConsumer::Pause {
+                partition,
+                generation,
+            }
+        } else {
+            ToConsumer::Resume {
+                partition,
+                generation,
+            }
+        };
+        let _ = self.commands.send(cmd);
+        metrics::paused(partition, paused);
+    }
+
+    /// Starts batches for partitions that are ready, in [`dispatch_order`],
+    /// within the in-flight caps.
     fn dispatch(&mut self) {
         let now = Instant::now();
         let max_wait = self.cfg.batch.max_wait;
-        let mut ready: Vec<(bool, Instant, i32)> = Vec::new();
+        let mut ready: Vec<Ready> = Vec::new();
         for (p, st) in &self.parts {
             if st.in_flight || st.revoking {
                 continue;
@@ -488,11 +540,14 @@ impl Loop {
                 || (!st.buffer.is_empty() && aged)
                 || (st.buffer.is_empty() && st.needs_recovery)
             {
-                ready.push((st.high == 0, st.oldest.unwrap_or(now), *p));
+                ready.push(Ready {
+                    partition: *p,
+                    high: st.high > 0,
+                    since: st.oldest.unwrap_or(now),
+                });
             }
         }
-        ready.sort();
-        for (_, _, p) in ready {
+        for p in dispatch_order(ready) {
             if self.in_flight >= self.cfg.flow.max_in_flight {
                 break;
             }
@@ -509,6 +564,12 @@ impl Loop {
     }
 
     fn batch_size(&self, st: &PartitionState) -> usize {
+        self.batch_size_and_ceiling(st).0
+    }
+
+    /// The next batch's size, and the upper bound of its head record's data
+    /// type (within the absolute bounds and the rate limit's cap).
+    fn batch_size_and_ceiling(&self, st: &PartitionState) -> (usize, usize) {
         let head_type = st
             .buffer
             .front()
@@ -518,9 +579,10 @@ impl Loop {
             self.cfg.batch.bounds(d)
         });
         let size = st.aimd.size_for(bounds);
+        let ceiling = bounds.1.min(self.cfg.batch.max_size);
         match self.ctx.limits.batch_cap() {
-            Some(cap) => size.min(cap.max(1)),
-            None => size,
+            Some(cap) => (size.min(cap.max(1)), ceiling.min(cap.max(1))),
+            None => (size, ceiling),
         }
     }
 
@@ -545,7 +607,7 @@ impl Loop {
     }
 
     fn start_batch(&mut self, p: i32, regions: Vec<String>) {
-        let size = self.batch_size(&self.parts[&p]);
+        let (size, ceiling) = self.batch_size_and_ceiling(&self.parts[&p]);
         let cfg = self.cfg.clone();
         let st = self.parts.get_mut(&p).expect("ready partition exists");
         let n = size.min(st.buffer.len());
@@ -562,6 +624,7 @@ impl Loop {
             Some(Instant::now())
         };
         st.in_flight = true;
+        st.in_flight_records = n;
         st.cancel = CancellationToken::new();
         for r in &regions {
             *self.region_in_flight.entry(r.clone()).or_default() += 1;
@@ -631,12 +694,39 @@ impl Loop {
                     partition: p,
                     size: n,
                     was_full,
+                    ceiling,
                     result,
                 });
             }
             .instrument(span),
         );
     }
+}
+
+/// A partition with a batch ready to start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ready {
+    partition: i32,
+    /// Its buffer holds `priority: high` records.
+    high: bool,
+    /// Since when its head has waited (its buffer's head arrived, or its
+    /// previous batch started).
+    since: Instant,
+}
+
+/// The order in which ready partitions get the free in-flight slots:
+/// partitions holding `high` records first, then the one that has waited
+/// longest (so standard partitions take turns and none is skipped for
+/// ever). Within a partition records stay in offset order: priority
+/// decides which partition goes next, never reorders a region.
+fn dispatch_order(mut ready: Vec<Ready>) -> Vec<i32> {
+    ready.sort_by(|a, b| {
+        b.high
+            .cmp(&a.high)
+            .then(a.since.cmp(&b.since))
+            .then(a.partition.cmp(&b.partition))
+    });
+    ready.into_iter().map(|r| r.partition).collect()
 }
 
 /// One batch: rate limits, the database transaction with retries, then the
@@ -666,7 +756,20 @@ async fn run_batch(
     let mut stalled = false;
     let report = loop {
         let started = Instant::now();
-        match protocol::apply(ctx.db.as_ref(), &batch, &ctx.opts).await {
+        let Some(attempt) = attempt(ctx, &batch, &cancel).await else {
+            if stalled {
+                let _ = ctx.completions.send(Completion::Stalled {
+                    partition: p,
+                    stalled: false,
+                });
+            }
+            tracing::info!(
+                partition = p,
+                "in-flight transaction abandoned (partition revoked or shutting down); its records will be re-read"
+            );
+            return BatchResult::Abandoned;
+        };
+        match attempt {
             Ok(report) => {
                 metrics::commit_latency(started.elapsed().as_secs_f64());
                 metrics::batch("committed");
@@ -746,6 +849,49 @@ async fn run_batch(
     }))
 }
 
+/// Grace a running transaction gets to finish after shutdown or revocation
+/// is asked for: twice the target commit latency, within 1–10 s.
+fn cancel_grace(cfg: &Config) -> Duration {
+    (cfg.batch.target_commit_latency * 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// Longest a batch's transaction may run: `statement_timeout +
+/// connect_timeout`. The database enforces statement_timeout per
+/// statement, but nothing fires when the connection goes silent (a cut
+/// network, a frozen server): past this the attempt counts as a timeout and
+/// is retried on another connection.
+fn transaction_deadline(cfg: &Config) -> Duration {
+    cfg.database.statement_timeout + cfg.database.connect_timeout
+}
+
+/// One attempt of the batch's transaction. `None` when it was abandoned:
+/// cancelled (shutdown, revocation) and still running after the grace.
+/// Dropping an attempt is safe at any point: an uncommitted transaction
+/// rolls back with its connection, and one whose COMMIT went through has
+/// advanced the watermark, so its records are skipped when re-read.
+async fn attempt(
+    ctx: &BatchCtx,
+    batch: &SinkBatch,
+    cancel: &CancellationToken,
+) -> Option<Result<BatchReport, crate::sink::SinkError>> {
+    let deadline = transaction_deadline(&ctx.cfg);
+    let grace = cancel_grace(&ctx.cfg);
+    let apply = tokio::time::timeout(deadline, protocol::apply(ctx.db.as_ref(), batch, &ctx.opts));
+    tokio::select! {
+        biased;
+        r = apply => Some(r.unwrap_or_else(|_| {
+            Err(crate::sink::SinkError::transient(
+                crate::sink::Transient::Timeout,
+                format!("the transaction did not finish within {deadline:?} (statement_timeout + connect_timeout); its connection is presumed dead"),
+            ))
+        })),
+        _ = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => None,
+    }
+}
+
 /// Per-batch metric emission: counts aggregated by (outcome, data type,
 /// region) first, so the recorder sees one update per label set.
 fn record_metrics(
@@ -791,4 +937,64 @@ fn record_metrics(
     }
     progress.batches.fetch_add(1, Ordering::Relaxed);
     metrics::batch_records(records.len() + rejected.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(partition: i32, high: bool, waited_ms: u64, now: Instant) -> Ready {
+        Ready {
+            partition,
+            high,
+            since: now - Duration::from_millis(waited_ms),
+        }
+    }
+
+    #[test]
+    fn partitions_with_high_priority_records_go_first_then_the_longest_waiting() {
+        let now = Instant::now();
+        let order = dispatch_order(vec![
+            ready(0, false, 900, now),
+            ready(1, true, 10, now),
+            ready(2, false, 50, now),
+            ready(3, true, 400, now),
+            ready(4, false, 900, now),
+        ]);
+        assert_eq!(order, vec![3, 1, 0, 4, 2]);
+    }
+
+    /// With one free slot per round and a partition that always has high
+    /// records, the high partition gets every slot; standard partitions
+    /// take turns by waiting time, so each one gets a slot within as many
+    /// rounds as there are standard partitions once the high work is done.
+    #[test]
+    fn a_high_partition_is_never_queued_behind_a_standard_backlog() {
+        let start = Instant::now();
+        let mut since: BTreeMap<i32, Instant> = (0..8).map(|p| (p, start)).collect();
+        let mut served = Vec::new();
+        for round in 0..16u64 {
+            let now = start + Duration::from_millis(100 * (round + 1));
+            // Partition 7 gets high records for the first 8 rounds.
+            let cands = since
+                .iter()
+                .map(|(p, s)| Ready {
+                    partition: *p,
+                    high: *p == 7 && round < 8,
+                    since: *s,
+                })
+                .collect();
+            let p = dispatch_order(cands)[0];
+            served.push(p);
+            since.insert(p, now);
+        }
+        assert!(served[..8].iter().all(|p| *p == 7), "{served:?}");
+        let mut rest = served[8..].to_vec();
+        rest.sort();
+        assert_eq!(
+            rest,
+            (0..8).collect::<Vec<_>>(),
+            "then every partition in turn"
+        );
+    }
 }

@@ -61,6 +61,9 @@ impl Sql {
     }
 }
 
+/// Upper bound for closing the pool.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct PgDatabase {
     pool: PgPool,
     sql: std::sync::Arc<Sql>,
@@ -69,15 +72,20 @@ pub struct PgDatabase {
 impl PgDatabase {
     pub async fn connect(cfg: &DatabaseConfig) -> SinkResult<Self> {
         let mut opts = PgConnectOptions::from_str(&cfg.url)
-            .map_err(|e| SinkError::Fatal(format!("database.url: {e}")))?
-            .application_name("govsync")
-            .options([
-                (
-                    "statement_timeout",
-                    format!("{}", cfg.statement_timeout.as_millis()),
-                ),
-                ("lock_timeout", format!("{}", cfg.lock_timeout.as_millis())),
-            ]);
+            .map_err(|e| SinkError::Fatal(format!("database.url: {e}")))?;
+        // `govsync` unless the URL (`?application_name=`) or PGAPPNAME
+        // names the instance: operators find and terminate one instance's
+        // sessions by it.
+        if opts.get_application_name().is_none() {
+            opts = opts.application_name("govsync");
+        }
+        opts = opts.options([
+            (
+                "statement_timeout",
+                format!("{}", cfg.statement_timeout.as_millis()),
+            ),
+            ("lock_timeout", format!("{}", cfg.lock_timeout.as_millis())),
+        ]);
         if let Some(schema) = &cfg.schema {
             opts = opts.options([("search_path", schema.clone())]);
         }
@@ -609,7 +617,18 @@ impl Database for PgDatabase {
         rows.iter().map(ledger_from).collect()
     }
 
+    /// Closes the pool, waiting at most [`CLOSE_TIMEOUT`]: a connection
+    /// whose server went silent (a cut network) would hold the close, and
+    /// with it a shutdown, for ever.
     async fn close(&self) {
-        self.pool.close().await;
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "database connections did not close in time; leaving them to the operating system"
+            );
+        }
     }
 }

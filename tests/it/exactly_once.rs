@@ -3,16 +3,14 @@
 //! equals the model of applying each event once in order, and the review
 //! and dead-letter topics (read_committed) hold each expected message once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use rand::Rng;
-use serde_json::Value;
-use sqlx::Row;
 
-use crate::harness::{Env, Proc, RawOut, header, wait_until};
-use crate::workload::{Expect, Workload};
+use crate::harness::{Env, Proc, RawOut, wait_until};
+use crate::workload::{Expect, Workload, assert_exactly_once, caught_up};
 
 /// Small batches and quick flushes, so that crashes land mid-stream.
 fn crash_config(env: &Env) -> govsync::config::RawConfig {
@@ -24,103 +22,6 @@ fn crash_config(env: &Env) -> govsync::config::RawConfig {
     raw.batch.phone = [20, 60];
     raw.flow.max_buffered_per_partition = 5000;
     raw
-}
-
-async fn caught_up(env: &Env, total: i64) -> bool {
-    let marks: i64 = env
-        .count("SELECT COALESCE(SUM(next_offset), 0)::int8 FROM govsync_watermark")
-        .await;
-    if marks < total {
-        return false;
-    }
-    env.all_committed()
-}
-
-/// The invariant: table = model; review and DLQ topics hold each expected
-/// message exactly once.
-async fn assert_exactly_once(env: &Env, w: &Workload, offsets: &[(i32, i64)]) {
-    let model = w.model();
-    let rows = sqlx::query("SELECT customer_id, version, address, phone, validation_status, quality_score, review_flag FROM customer_profile")
-        .fetch_all(&env.pg)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), model.len());
-    let mut mismatches = Vec::new();
-    for r in rows {
-        let id: String = r.get("customer_id");
-        let m = &model[&id];
-        let got = crate::workload::ModelRow {
-            version: r.get("version"),
-            address: r.get("address"),
-            phone: r.get("phone"),
-            validation_status: r.get("validation_status"),
-            quality_score: r.get("quality_score"),
-            review_flag: r.get("review_flag"),
-        };
-        if got != *m {
-            mismatches.push(format!("{id}: got {got:?}, model {m:?}"));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} rows differ from the model:\n{}",
-        mismatches.len(),
-        mismatches[..mismatches.len().min(10)].join("\n")
-    );
-
-    // Review topic: every expected event id exactly once, nothing else.
-    let review = env.read_topic(&env.raw.kafka.review_topic);
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for m in &review {
-        let doc: Value = serde_json::from_slice(m.value.as_ref().unwrap()).unwrap();
-        *seen
-            .entry(doc["event_id"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    let expected = w.expected_review();
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "review messages published more than once: {twice:?}"
-    );
-    let got: std::collections::BTreeSet<String> = seen.keys().cloned().collect();
-    assert_eq!(
-        got, expected,
-        "review topic holds exactly the expected events"
-    );
-
-    // Dead-letter topic: every expected source offset exactly once, with
-    // its class and its original bytes.
-    let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
-    let mut by_offset: HashMap<(i32, i64), Vec<&govsync::output::RawMessage>> = HashMap::new();
-    for m in &dlq {
-        let p: i32 = header(m, "govsync.source.partition")
-            .unwrap()
-            .parse()
-            .unwrap();
-        let o: i64 = header(m, "govsync.source.offset").unwrap().parse().unwrap();
-        by_offset.entry((p, o)).or_default().push(m);
-    }
-    let expected = w.expected_dlq();
-    assert_eq!(
-        dlq.len(),
-        expected.len(),
-        "one dead-letter message per invalid event"
-    );
-    for (i, class) in expected {
-        let at = offsets[i];
-        let got = by_offset
-            .get(&at)
-            .unwrap_or_else(|| panic!("message {i} at {at:?} not dead-lettered"));
-        assert_eq!(got.len(), 1, "message {i} dead-lettered exactly once");
-        assert_eq!(header(got[0], "govsync.error.class"), Some(class));
-        assert_eq!(
-            got[0].value.as_deref(),
-            Some(w.msgs[i].value.as_slice()),
-            "original bytes"
-        );
-        assert_eq!(got[0].key, w.msgs[i].key, "original key");
-    }
 }
 
 fn raw_msgs(w: &Workload, range: std::ops::Range<usize>) -> Vec<RawOut> {
