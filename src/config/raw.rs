@@ -162,7 +162,9 @@ pub struct RawFlow {
     pub max_in_flight: usize,
     /// Batches committing at once per region (partition key).
     pub max_in_flight_per_region: usize,
-    /// Buffered records per partition above which the partition is paused.
+    /// Records per partition, buffered plus in the running batch, above which
+    /// the partition is paused in the consumer (resumed at half). With the
+    /// batch sizes it bounds memory whatever the backlog (README: Memory).
     pub max_buffered_per_partition: usize,
     /// Records/s per region (0 = unlimited).
     pub rate_per_region: u32,

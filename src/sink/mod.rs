@@ -81,8 +81,9 @@ pub struct LogEntry {
     /// An [`Outcome`] name, or `rollback`.
     pub outcome: &'static str,
     pub governed_at: DateTime<Utc>,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    /// Images of the written columns, as JSON objects (text).
+    pub before: Option<String>,
+    pub after: Option<String>,
     pub partition: i32,
     pub offset: i64,
 }

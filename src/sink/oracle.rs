@@ -415,7 +415,7 @@ pub fn prune_binds(key: &PartitionKey, upto: i64) -> Binds {
 
 /// One row per change-log entry, in `CHANGE_LOG_INSERT`'s order.
 pub fn change_log_binds(batch_id: &str, log: &[LogEntry]) -> Vec<Binds> {
-    let image = |v: &Option<serde_json::Value>| Bind::Text(v.as_ref().map(|v| v.to_string()));
+    let image = |v: &Option<String>| Bind::Text(v.clone());
     log.iter()
         .map(|l| {
             vec![
@@ -1607,8 +1607,8 @@ mod tests {
             operation: "update".into(),
             outcome: "applied",
             governed_at: t("2024-01-15T02:20:00Z"),
-            before: Some(serde_json::json!({"address": "old"})),
-            after: Some(serde_json::json!({"address": "new"})),
+            before: Some(serde_json::json!({"address": "old"}).to_string()),
+            after: Some(serde_json::json!({"address": "new"}).to_string()),
             partition: 3,
             offset: 99,
         }];

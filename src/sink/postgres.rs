@@ -343,7 +343,7 @@ impl Tx for PgTx {
         deletes: &[String],
     ) -> SinkResult<()> {
         if !log.is_empty() {
-            let image = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+            let image = |v: &Option<String>| v.clone();
             sqlx::query(
                 "INSERT INTO govsync_change_log (batch_id, event_id, customer_id, data_type, operation, outcome, \
                  governed_at, before_image, after_image, source_partition, source_offset) \

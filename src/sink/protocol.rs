@@ -548,11 +548,11 @@ pub async fn rollback(
             .into(),
             outcome: "rollback",
             governed_at: started_at,
-            before: Some(row.image(&cols)),
+            before: Some(row.image_json(&cols)),
             after: Some(if span.inserted {
-                serde_json::Value::Null
+                "null".to_string()
             } else {
-                restored.image(&cols)
+                restored.image_json(&cols)
             }),
             partition: -1,
             offset: -1,

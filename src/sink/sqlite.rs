@@ -307,8 +307,8 @@ impl Tx for SqliteTx {
                         l.operation,
                         l.outcome,
                         time_text(l.governed_at),
-                        l.before.as_ref().map(|v| v.to_string()),
-                        l.after.as_ref().map(|v| v.to_string()),
+                        l.before,
+                        l.after,
                         l.partition,
                         l.offset,
                     ])

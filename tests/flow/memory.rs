@@ -16,7 +16,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// bound = fixed                           40 MiB: code, runtime, clients, pool (idle: ~33 MiB)
 ///       + librdkafka's queue              queued.max.messages.kbytes + fetch.max.bytes
 ///       + held records × (2S + 512 B)     held = P × max_buffered_per_partition + 4096 (channel)
-///       + batch work   × 9S               work = min(P, max_in_flight, pool_size) × batch.max_size
+///       + batch work   × 6S               work = min(P, max_in_flight, pool_size) × batch.max_size
 /// ```
 ///
 /// S is the largest message, P the partitions the instance holds. A
@@ -71,7 +71,7 @@ fn per_record(message_bytes: usize) -> f64 {
 /// Memory a record needs while its batch is in its transaction, on top of
 /// [`per_record`].
 fn per_record_work(message_bytes: usize) -> f64 {
-    (9 * message_bytes) as f64
+    (6 * message_bytes) as f64
 }
 
 /// The per-record cost of the bound, measured: records decoded and held as
@@ -242,7 +242,7 @@ async fn a_million_event_backlog_against_a_slow_database_stays_within_the_memory
 /// RSS during `protocol::apply` of 5000-record batches over the baseline
 /// (the peak is reset through /proc/self/clear_refs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_in_its_transaction_needs_at_most_nine_times_its_message_size_per_record() {
+async fn a_batch_in_its_transaction_needs_at_most_six_times_its_message_size_per_record() {
     use govsync::sink::{PartitionKey, SinkBatch, SinkRecord};
     let _serial = serial().await;
     let env = Env::new("workingset", 1).await;
