@@ -186,3 +186,34 @@ fn check_config_inverted_batch_bounds_name_the_key() {
         ],
     );
 }
+
+/// `govsync run` with an Oracle URL on a machine without the Oracle Client
+/// library stops at startup with what is missing and how to install it, and
+/// exits 1 (a panic would exit 101). Where a client library is installed the
+/// connection to nothing fails instead, still as an error, not a panic.
+#[test]
+fn run_with_an_oracle_url_and_no_client_says_what_to_install() {
+    let f = config_file(
+        "[database]\nurl = \"oracle://govsync@127.0.0.1:1/FREEPDB1\"\nconnect_timeout = \"2s\"\n\
+         [kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[metrics]\nlisten = \"\"\n",
+    );
+    let path = f.path().to_str().unwrap();
+    let (code, text) = govsync(
+        &["run", "--config", path],
+        &[("GOVSYNC_DB_PASSWORD", "not-used")],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    if text.contains("DPI-1047") {
+        for needed in [
+            "Oracle Client library",
+            "Instant Client",
+            "LD_LIBRARY_PATH",
+            "libaio",
+        ] {
+            assert!(text.contains(needed), "no {needed:?} in: {text}");
+        }
+    } else {
+        assert!(text.contains("ORA-") || text.contains("DPI-"), "{text}");
+    }
+}
