@@ -52,13 +52,21 @@ pub async fn fresh_schema(name: &str, max_connections: u32) -> (String, PgPool) 
         .await
         .unwrap();
     admin.close().await;
+    let opts = PgConnectOptions::from_str(&pg_url())
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let port = opts.get_port();
+    // The raw limit is measured on connections set up like govsync's
+    // (TCP_NODELAY, see govsync::sink::nodelay).
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
-        .connect_with(
-            PgConnectOptions::from_str(&pg_url())
-                .unwrap()
-                .options([("search_path", schema.as_str())]),
-        )
+        .after_connect(move |_, _| {
+            Box::pin(async move {
+                govsync::sink::nodelay::set_on_sockets_to_port(port).map_err(sqlx::Error::Io)?;
+                Ok(())
+            })
+        })
+        .connect_with(opts)
         .await
         .unwrap();
     (schema, pool)

@@ -17,6 +17,9 @@ fn base(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers);
     c.set("client.id", format!("govsync-{}", cfg.instance_id));
+    // Request/response round trips (transaction markers, offset commits)
+    // should not wait for delayed ACKs; `kafka.client` may turn it back.
+    c.set("socket.nagle.disable", "true");
     for (k, v) in &cfg.client {
         c.set(k, v);
     }

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod migrate;
+pub mod nodelay;
 pub mod oracle;
 pub mod plan;
 pub mod postgres;

@@ -92,6 +92,7 @@ impl PgDatabase {
         if let Some(pw) = &cfg.password {
             opts = opts.password(pw);
         }
+        let port = opts.get_port();
         let pool = PgPoolOptions::new()
             .max_connections(cfg.pool_size)
             .min_connections(0)
@@ -99,6 +100,15 @@ impl PgDatabase {
             // A connection the server terminated is detected here, not
             // mid-batch.
             .test_before_acquire(true)
+            .after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    // sqlx 0.9.0 leaves Nagle on: 40 ms per statement (nodelay.rs).
+                    if let Err(e) = super::nodelay::set_on_sockets_to_port(port) {
+                        tracing::warn!(error = %e, "could not set TCP_NODELAY on the database connection");
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(opts);
         Ok(PgDatabase {
             pool,
