@@ -159,26 +159,7 @@ async fn database(schema: &str) -> Arc<dyn Database> {
 /// Inserts the customers as the business side holds them (last_update as
 /// the governance engine saw it, so no event is a conflict).
 async fn seed(pool: &sqlx::PgPool, customers: &[Customer]) {
-    let seen =
-        govsync::event::rules::parse_loose_time(generate::seen_last_update(), generate::local())
-            .unwrap();
-    for chunk in customers.chunks(10_000) {
-        sqlx::query(
-            "INSERT INTO customer_profile (customer_id, name, address, id_card, phone, quality_score, last_update, version) \
-             SELECT u.id, u.name, u.address, u.id_card, u.phone, u.score, $7, 0 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) AS u(id, name, address, id_card, phone, score)",
-        )
-        .bind(chunk.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|c| c.raw_address.clone()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|c| c.id_card.clone()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|c| c.phone.clone()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|c| c.quality_score).collect::<Vec<_>>())
-        .bind(seen)
-        .execute(pool)
-        .await
-        .unwrap();
-    }
+    generate::seed_postgres(pool, customers).await.unwrap();
     sqlx::query("ANALYZE customer_profile")
         .execute(pool)
         .await

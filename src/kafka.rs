@@ -26,6 +26,19 @@ fn base(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// librdkafka's log lines as tracing events (target `librdkafka`): errors
+/// as ERROR, warnings as WARN, the rest as DEBUG.
+pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", fac, "{message}")
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        _ => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
 /// The processor's consumer: manual offsets (never auto-committed, never
 /// auto-stored), read_committed, an eager assignment strategy (govsync
 /// assigns partitions itself, at the offsets it computes), and a bounded

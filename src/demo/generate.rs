@@ -99,6 +99,38 @@ pub fn local() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("valid offset")
 }
 
+/// `seen_last_update()` as a time.
+pub fn seen_last_update_time() -> DateTime<chrono::Utc> {
+    crate::event::rules::parse_loose_time(seen_last_update(), local())
+        .expect("seen_last_update() is a valid time")
+}
+
+/// Inserts customers into a PostgreSQL `customer_profile` as the business
+/// side holds them before governance (raw address, last_update as the
+/// engine saw it, version 0), 10,000 rows a statement. For the tests and
+/// benchmarks.
+pub async fn seed_postgres(pool: &sqlx::PgPool, customers: &[Customer]) -> Result<(), sqlx::Error> {
+    let seen = seen_last_update_time();
+    for chunk in customers.chunks(10_000) {
+        sqlx::query(
+            "INSERT INTO customer_profile (customer_id, name, address, id_card, phone, quality_score, last_update, version) \
+             SELECT u.id, u.name, u.address, u.id_card, u.phone, u.score, $7, 0 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) \
+             AS u(id, name, address, id_card, phone, score)",
+        )
+        .bind(chunk.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|c| c.name.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|c| c.raw_address.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|c| c.id_card.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|c| c.phone.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|c| c.quality_score).collect::<Vec<_>>())
+        .bind(seen)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Governance time of the `i`-th generated event (one second apart).
 pub fn governed_at(i: usize) -> DateTime<FixedOffset> {
     local()

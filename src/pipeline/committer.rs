@@ -174,7 +174,13 @@ impl Worker {
         }
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &offsets {
-            let _ = tpl.add_partition_offset(&self.config.source_topic, *p, Offset::Offset(*o));
+            if let Err(e) =
+                tpl.add_partition_offset(&self.config.source_topic, *p, Offset::Offset(*o))
+            {
+                // Kafka's committed offset then lags; the database watermark
+                // still keeps the partition exactly-once.
+                tracing::error!(partition = p, offset = o, error = %e, "offset left out of the commit");
+            }
         }
         let msgs: Vec<&OutMessage> = group.iter().flat_map(|r| r.outputs.iter()).collect();
         let mut attempts = 0;
@@ -188,14 +194,12 @@ impl Worker {
             match r {
                 Ok(()) => {
                     metrics::kafka_txn("committed");
-                    for m in &msgs {
-                        let kind = if m.topic == self.config.dlq_topic {
-                            "dlq"
-                        } else {
-                            "review"
-                        };
-                        metrics::side_outputs(kind, 1);
-                    }
+                    let dlq = msgs
+                        .iter()
+                        .filter(|m| m.topic == self.config.dlq_topic)
+                        .count();
+                    metrics::side_outputs("dlq", dlq);
+                    metrics::side_outputs("review", msgs.len() - dlq);
                     return Ok(());
                 }
                 Err(TxnError::Rebalanced(m)) => {
@@ -369,14 +373,7 @@ struct SideContext {
 
 impl ClientContext for SideContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        crate::kafka::log_to_tracing(level, fac, log_message);
     }
 }
 

@@ -98,14 +98,7 @@ pub struct GovContext {
 
 impl ClientContext for GovContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        crate::kafka::log_to_tracing(level, fac, log_message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -193,7 +186,11 @@ impl GovContext {
             } else {
                 Offset::Offset(start)
             };
-            let _ = tpl.set_partition_offset(&self.topic, p, offset);
+            if let Err(e) = tpl.set_partition_offset(&self.topic, p, offset) {
+                // The partition then starts at Kafka's committed offset; the
+                // database watermark skips what was applied already.
+                tracing::warn!(partition = p, error = %e, "could not seek to the watermark");
+            }
             tracing::info!(partition = p, committed = ?c, watermark = ?w, start, "partition assigned");
             assigned.push(AssignedPartition {
                 partition: p,

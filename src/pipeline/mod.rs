@@ -258,7 +258,9 @@ pub async fn run(
                     p.cancel.cancel();
                 }
             }
-            _ = ticker.tick() => {}
+            // The buffered gauges change with every message; they are set
+            // here and when a batch is taken, not per message.
+            _ = ticker.tick() => state.report_buffered(),
         }
         if !events_open && state.in_flight == 0 {
             break;
@@ -297,6 +299,12 @@ struct Loop {
 }
 
 impl Loop {
+    fn report_buffered(&self) {
+        for (p, st) in &self.parts {
+            metrics::buffered(*p, st.buffer.len());
+        }
+    }
+
     fn on_event(&mut self, ev: FromConsumer) {
         match ev {
             FromConsumer::Message(inc) => {
@@ -327,7 +335,6 @@ impl Loop {
                         "partition paused (buffer full)"
                     );
                 }
-                metrics::buffered(p, buffered);
             }
             FromConsumer::Assigned(list) => self.on_assigned(list),
             FromConsumer::Revoked { partitions, ack } => {
@@ -902,7 +909,8 @@ fn record_metrics(
 ) {
     let mut counts: HashMap<(Outcome, &str, &str), u64> = HashMap::new();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    for (r, o) in records.iter().zip(&report.outcomes) {
+    let outcomes = || records.iter().zip(&report.outcomes);
+    for (r, o) in outcomes() {
         *counts
             .entry((
                 *o,
@@ -910,17 +918,18 @@ fn record_metrics(
                 r.checked.region_code.as_str(),
             ))
             .or_default() += 1;
-        if o.wrote() {
-            if let Some(ts) = r.raw.timestamp_ms {
-                metrics::end_to_end(((now_ms - ts).max(0) as f64) / 1000.0);
-            }
-            if *o == Outcome::Applied
-                && let Some(g) = r.checked.quality_gain
-            {
-                metrics::quality_gain(g);
-            }
-        }
     }
+    metrics::end_to_end(
+        outcomes()
+            .filter(|(_, o)| o.wrote())
+            .filter_map(|(r, _)| r.raw.timestamp_ms)
+            .map(|ts| ((now_ms - ts).max(0) as f64) / 1000.0),
+    );
+    metrics::quality_gain(
+        outcomes()
+            .filter(|(_, o)| **o == Outcome::Applied)
+            .filter_map(|(r, _)| r.checked.quality_gain),
+    );
     for (offset, dt, region) in rejected {
         let dt = dt.map(|d| d.as_str()).unwrap_or("unknown");
         let region = region.as_deref().unwrap_or("unknown");

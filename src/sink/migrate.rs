@@ -42,6 +42,36 @@ pub async fn migrator(
     Ok(m)
 }
 
+/// Runs govsync's migrations (and, with `with_target_table`, the dev
+/// target table's) on a sqlx pool; returns what was applied.
+pub async fn run_sqlx<DB>(
+    pool: &sqlx::Pool<DB>,
+    govsync: &'static [Embedded],
+    dev: &'static [Embedded],
+    with_target_table: bool,
+) -> super::SinkResult<Vec<String>>
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    use super::SinkError;
+    let mut sets = vec![(govsync, TABLE, "govsync tables")];
+    if with_target_table {
+        sets.push((dev, DEV_TABLE, "customer_profile (dev)"));
+    }
+    let mut done = Vec::new();
+    for (migrations, table, what) in sets {
+        migrator(migrations, table)
+            .await
+            .map_err(|e| SinkError::Fatal(e.to_string()))?
+            .run(pool)
+            .await
+            .map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))?;
+        done.push(what.to_string());
+    }
+    Ok(done)
+}
+
 pub const POSTGRES: &[Embedded] = &[(
     1,
     "govsync tables",

@@ -353,7 +353,6 @@ impl Tx for PgTx {
         deletes: &[String],
     ) -> SinkResult<()> {
         if !log.is_empty() {
-            let image = |v: &Option<String>| v.clone();
             sqlx::query(
                 "INSERT INTO govsync_change_log (batch_id, event_id, customer_id, data_type, operation, outcome, \
                  governed_at, before_image, after_image, source_partition, source_offset) \
@@ -361,14 +360,14 @@ impl Tx for PgTx {
                  $7::timestamptz[], $8::text[], $9::text[], $10::int4[], $11::int8[]) AS u",
             )
             .bind(batch_id)
-            .bind(log.iter().map(|l| l.event_id.clone()).collect::<Vec<_>>())
-            .bind(log.iter().map(|l| l.customer_id.clone()).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.event_id.as_str()).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.customer_id.as_str()).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.data_type.as_str()).collect::<Vec<_>>())
-            .bind(log.iter().map(|l| l.operation.clone()).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.operation.as_str()).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.outcome).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.governed_at).collect::<Vec<_>>())
-            .bind(log.iter().map(|l| image(&l.before)).collect::<Vec<_>>())
-            .bind(log.iter().map(|l| image(&l.after)).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.before.as_deref()).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.after.as_deref()).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.partition).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.offset).collect::<Vec<_>>())
             .execute(&mut *self.tx)
@@ -422,9 +421,9 @@ impl Tx for PgTx {
         .bind(key.partition)
         .bind(next_offset)
         .bind((0..msgs.len() as i32).collect::<Vec<_>>())
-        .bind(msgs.iter().map(|m| m.topic.clone()).collect::<Vec<_>>())
-        .bind(msgs.iter().map(|m| m.key.clone()).collect::<Vec<_>>())
-        .bind(msgs.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.topic.as_str()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.key.as_deref()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.payload.as_deref()).collect::<Vec<_>>())
         .bind(msgs.iter().map(|m| encode_headers(&m.headers)).collect::<Vec<_>>())
         .execute(&mut *self.tx)
         .await?;
@@ -588,23 +587,13 @@ impl Database for PgDatabase {
     }
 
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
-        let mut done = Vec::new();
-        let run = |m: &'static [migrate::Embedded], table: &'static str| async move {
-            let migrator = migrate::migrator(m, table)
-                .await
-                .map_err(|e| SinkError::Fatal(e.to_string()))?;
-            migrator
-                .run(&self.pool)
-                .await
-                .map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))
-        };
-        run(migrate::POSTGRES, migrate::TABLE).await?;
-        done.push("govsync tables".to_string());
-        if with_target_table {
-            run(migrate::POSTGRES_DEV, migrate::DEV_TABLE).await?;
-            done.push("customer_profile (dev)".to_string());
-        }
-        Ok(done)
+        migrate::run_sqlx(
+            &self.pool,
+            migrate::POSTGRES,
+            migrate::POSTGRES_DEV,
+            with_target_table,
+        )
+        .await
     }
 
     async fn batches(&self, f: &BatchFilter) -> SinkResult<Vec<LedgerEntry>> {

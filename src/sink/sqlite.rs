@@ -529,23 +529,13 @@ impl Database for SqliteDatabase {
     }
 
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
-        let mut done = Vec::new();
-        let run = |m: &'static [migrate::Embedded], table: &'static str| async move {
-            let migrator = migrate::migrator(m, table)
-                .await
-                .map_err(|e| SinkError::Fatal(e.to_string()))?;
-            migrator
-                .run(&self.pool)
-                .await
-                .map_err(|e| SinkError::Fatal(format!("migration failed: {e}")))
-        };
-        run(migrate::SQLITE, migrate::TABLE).await?;
-        done.push("govsync tables".to_string());
-        if with_target_table {
-            run(migrate::SQLITE_DEV, migrate::DEV_TABLE).await?;
-            done.push("customer_profile (dev)".to_string());
-        }
-        Ok(done)
+        migrate::run_sqlx(
+            &self.pool,
+            migrate::SQLITE,
+            migrate::SQLITE_DEV,
+            with_target_table,
+        )
+        .await
     }
 
     async fn batches(&self, f: &BatchFilter) -> SinkResult<Vec<LedgerEntry>> {

@@ -182,8 +182,12 @@ pub fn commit_latency(seconds: f64) {
     histogram!(COMMIT_SECONDS).record(seconds);
 }
 
-pub fn end_to_end(seconds: f64) {
-    histogram!(END_TO_END_SECONDS).record(seconds);
+/// End-to-end latencies of one batch's written records.
+pub fn end_to_end(seconds: impl IntoIterator<Item = f64>) {
+    let h = histogram!(END_TO_END_SECONDS);
+    for s in seconds {
+        h.record(s);
+    }
 }
 
 pub fn batch_records(n: usize) {
@@ -210,8 +214,12 @@ pub fn stalled(partition: i32, stalled: bool) {
     gauge!(STALLED, "partition" => partition.to_string()).set(if stalled { 1.0 } else { 0.0 });
 }
 
-pub fn quality_gain(g: f64) {
-    histogram!(QUALITY_GAIN).record(g);
+/// Quality-score gains of one batch's applied records.
+pub fn quality_gain(gains: impl IntoIterator<Item = f64>) {
+    let h = histogram!(QUALITY_GAIN);
+    for g in gains {
+        h.record(g);
+    }
 }
 
 pub fn side_outputs(topic_kind: &'static str, n: usize) {

@@ -161,28 +161,9 @@ impl Env {
 
     /// Inserts customer rows as the business side holds them.
     pub async fn seed(&self, customers: &[govsync::demo::generate::Customer]) {
-        let last_update = govsync::event::rules::parse_loose_time(
-            govsync::demo::generate::seen_last_update(),
-            govsync::demo::generate::local(),
-        )
-        .unwrap();
-        for chunk in customers.chunks(1000) {
-            sqlx::query(
-                "INSERT INTO customer_profile (customer_id, name, address, id_card, phone, quality_score, last_update, version) \
-                 SELECT u.id, u.name, u.address, u.id_card, u.phone, u.score, $7, 0 \
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) AS u(id, name, address, id_card, phone, score)",
-            )
-            .bind(chunk.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|c| c.raw_address.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|c| c.id_card.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|c| c.phone.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|c| c.quality_score).collect::<Vec<_>>())
-            .bind(last_update)
-            .execute(&self.pg)
+        govsync::demo::generate::seed_postgres(&self.pg, customers)
             .await
             .unwrap();
-        }
     }
 
     /// Publishes JSON events with the project's own producer code.

@@ -557,8 +557,7 @@ async fn verification_failure_rolls_back(s: &Suite) {
 // --- the two databases that run here --------------------------------------
 
 fn seeded_last_update() -> DateTime<Utc> {
-    govsync::event::rules::parse_loose_time(generate::seen_last_update(), generate::local())
-        .unwrap()
+    generate::seen_last_update_time()
 }
 
 const ROW_SQL: &str = "SELECT address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, quality_score, \
@@ -572,22 +571,7 @@ struct PgBusiness {
 #[async_trait]
 impl Business for PgBusiness {
     async fn seed(&self, customers: &[Customer]) {
-        for c in customers {
-            sqlx::query(
-                "INSERT INTO customer_profile (customer_id, name, address, id_card, phone, quality_score, last_update, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
-            )
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(&c.raw_address)
-            .bind(&c.id_card)
-            .bind(&c.phone)
-            .bind(c.quality_score)
-            .bind(seeded_last_update())
-            .execute(&self.pg)
-            .await
-            .unwrap();
-        }
+        generate::seed_postgres(&self.pg, customers).await.unwrap();
     }
 
     async fn business_update(&self, customer: &str, address: &str, last_update: DateTime<Utc>) {
