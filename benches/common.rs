@@ -107,3 +107,22 @@ pub fn peak_rss_mib() -> f64 {
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// The raw limit's statement: one set-based UPDATE of a chunk of rows (the
+/// standardised address, coordinates and a score), nothing else.
+pub async fn bare_update(pool: &PgPool, chunk: &[govsync::demo::generate::Customer]) {
+    sqlx::query(
+        "UPDATE customer_profile AS c SET address = u.address, geo_lat = u.lat, geo_lon = u.lon, \
+         quality_score = u.score, last_governance_time = now(), version = c.version + 1 \
+         FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[]) AS u(id, address, lat, lon, score) \
+         WHERE c.customer_id = u.id",
+    )
+    .bind(chunk.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+    .bind(chunk.iter().map(|c| c.std_address.as_str()).collect::<Vec<_>>())
+    .bind(chunk.iter().map(|c| c.lat).collect::<Vec<_>>())
+    .bind(chunk.iter().map(|c| c.lon).collect::<Vec<_>>())
+    .bind(chunk.iter().map(|_| 0.9).collect::<Vec<f64>>())
+    .execute(pool)
+    .await
+    .unwrap();
+}

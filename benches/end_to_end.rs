@@ -177,20 +177,7 @@ async fn bare_update(pool: &sqlx::PgPool, customers: &[Customer], connections: u
         let group: Vec<Customer> = customers[w * per..(w + 1) * per].to_vec();
         tasks.push(tokio::spawn(async move {
             for chunk in group.chunks(1000) {
-                sqlx::query(
-                    "UPDATE customer_profile AS c SET address = u.address, geo_lat = u.lat, geo_lon = u.lon, \
-                     quality_score = u.score, last_governance_time = now(), version = c.version + 1 \
-                     FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[]) AS u(id, address, lat, lon, score) \
-                     WHERE c.customer_id = u.id",
-                )
-                .bind(chunk.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|c| c.std_address.clone()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|c| c.lat).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|c| c.lon).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|_| 0.9).collect::<Vec<f64>>())
-                .execute(&pool)
-                .await
-                .unwrap();
+                common::bare_update(&pool, chunk).await;
             }
         }));
     }
