@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use govsync::demo::generate;
+use govsync::event::ConflictPolicy;
 use govsync::event::{DataType, RuleSet};
-use govsync::output::RawMessage;
+use govsync::message::RawMessage;
 use govsync::sink::protocol::{self, ApplyOptions};
-use govsync::sink::{ConflictPolicy, Database, PartitionKey, SinkBatch, SinkRecord};
+use govsync::sink::{Database, PartitionKey, SinkBatch, SinkRecord};
 
 struct Case {
     name: &'static str,
@@ -192,7 +193,8 @@ async fn full_protocol(
                         false,
                     );
                     let value = serde_json::to_vec(&e).unwrap();
-                    let checked = govsync::event::classify(&value, 1 << 20, &rules).unwrap();
+                    let checked =
+                        govsync::event::decode_and_check(&value, 1 << 20, &rules).unwrap();
                     SinkRecord {
                         raw: Arc::new(RawMessage {
                             topic: "bench".into(),

@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: the configuration file, parsed then checked.
 //! - [`event`]: the v1 event (wire model, decoding, business rules).
+//! - [`message`]: a consumed Kafka message and one to publish.
 //! - [`output`]: the review message and the dead-letter envelope.
 //! - [`sink`]: the database side: the batch protocol and its dialects.
 //! - [`pipeline`]: consume → batch → apply → publish → commit.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod event;
 pub mod failpoint;
 pub mod kafka;
+pub mod message;
 pub mod ops;
 pub mod output;
 pub mod pipeline;

@@ -13,45 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::event::{Checked, Column, Row};
-
-/// A Kafka message as it was consumed: what a dead-letter message preserves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawMessage {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Producer or broker timestamp, milliseconds since the epoch.
-    pub timestamp_ms: Option<i64>,
-}
-
-impl RawMessage {
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// How many times this message has been replayed from the DLQ.
-    pub fn replay_count(&self) -> u32 {
-        self.header(headers::REPLAY_COUNT)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-/// A message to publish (review or dead-letter).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutMessage {
-    pub topic: String,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
+use crate::message::{OutMessage, RawMessage};
 
 /// Header names added to dead-letter messages.
 pub mod headers {
@@ -277,35 +239,6 @@ pub fn review(
     }
 }
 
-/// Outbox encoding of headers: `u16 name length, name, u32 value length,
-/// value`, repeated. Internal to govsync's own tables.
-pub fn encode_headers(h: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in h {
-        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        out.extend_from_slice(v);
-    }
-    out
-}
-
-pub fn decode_headers(mut b: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let kl = u16::from_be_bytes(b.get(..2)?.try_into().ok()?) as usize;
-        b = &b[2..];
-        let k = String::from_utf8(b.get(..kl)?.to_vec()).ok()?;
-        b = &b[kl..];
-        let vl = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
-        b = &b[4..];
-        let v = b.get(..vl)?.to_vec();
-        b = &b[vl..];
-        out.push((k, v));
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,15 +276,5 @@ mod tests {
         assert_eq!(get(headers::ERROR_CLASS).as_deref(), Some("malformed"));
         assert_eq!(get(headers::SOURCE_OFFSET).as_deref(), Some("42"));
         assert_eq!(get(headers::REPLAY_COUNT).as_deref(), Some("0"));
-    }
-
-    #[test]
-    fn headers_round_trip() {
-        let h = vec![
-            ("a".to_string(), vec![]),
-            ("é".to_string(), vec![0, 1, 255]),
-        ];
-        assert_eq!(decode_headers(&encode_headers(&h)).unwrap(), h);
-        assert!(decode_headers(&[0, 5, b'a']).is_none());
     }
 }

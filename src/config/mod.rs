@@ -10,8 +10,8 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
+use crate::event::ConflictPolicy;
 use crate::event::{Column, DataType, RuleSet};
-use crate::sink::ConflictPolicy;
 pub use raw::RawConfig;
 
 /// A configuration problem: the key and what to do about it.

@@ -273,7 +273,7 @@ pub fn rng(seed: u64) -> StdRng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Disposition, RuleSet, classify};
+    use crate::event::{Disposition, RuleSet, decode_and_check};
 
     #[test]
     fn generated_events_are_valid_and_bad_digits_flag() {
@@ -283,13 +283,13 @@ mod tests {
             for dt in DataType::ALL {
                 let e = event(c, dt, &format!("e-{i}-{dt}"), governed_at(i), i % 2 == 0);
                 let bytes = serde_json::to_vec(&e).unwrap();
-                let checked = classify(&bytes, 1 << 20, &rules)
+                let checked = decode_and_check(&bytes, 1 << 20, &rules)
                     .unwrap_or_else(|r| panic!("{dt} {}: {e}", r.rejection));
                 assert_eq!(checked.disposition, Disposition::Apply, "{e}");
             }
             let bad = serde_json::to_vec(&bad_check_digit_event(c, "bad", governed_at(i))).unwrap();
-            let checked =
-                classify(&bad, 1 << 20, &rules).unwrap_or_else(|r| panic!("{}", r.rejection));
+            let checked = decode_and_check(&bad, 1 << 20, &rules)
+                .unwrap_or_else(|r| panic!("{}", r.rejection));
             assert!(matches!(checked.disposition, Disposition::Flag(_)));
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! [`decode`] turns bytes into an [`Event`] (structure, mirrored by the JSON
 //! Schema in `schemas/`), [`rules::check`] turns an event into a verdict.
-//! [`classify`] does both; the processor and `govsync validate` call it, so
+//! [`decode_and_check`] does both; the processor and `govsync validate` call it, so
 //! their verdicts are the same by construction.
 
 pub mod address;
@@ -11,11 +11,13 @@ pub mod decode;
 pub mod idcard;
 pub mod model;
 pub mod phone;
+pub mod policy;
 pub mod rules;
 
 pub use columns::{Column, Row, Value};
 pub use decode::{DecodeError, decode};
 pub use model::{DataType, Event, OperationType, Priority};
+pub use policy::ConflictPolicy;
 pub use rules::{Checked, Disposition, RuleError, RuleSet, Verdict};
 
 /// Why a message is dead-lettered before it reaches the database.
@@ -47,7 +49,11 @@ pub struct Rejected {
 }
 
 /// Decodes and checks one message value.
-pub fn classify(bytes: &[u8], max_bytes: usize, rules: &RuleSet) -> Result<Checked, Rejected> {
+pub fn decode_and_check(
+    bytes: &[u8],
+    max_bytes: usize,
+    rules: &RuleSet,
+) -> Result<Checked, Rejected> {
     let event = decode(bytes, max_bytes).map_err(|e| Rejected {
         rejection: Rejection::Decode(e),
         data_type: None,

@@ -64,7 +64,8 @@ use serde_json::Value;
 
 use crate::config::{Config, KafkaConfig};
 use crate::event::DataType;
-use crate::output::{RawMessage, headers};
+use crate::message::RawMessage;
+use crate::output::headers;
 use crate::telemetry::mask;
 
 /// Where a replayed message came from: `<dlq topic>/<partition>/<offset>`.

@@ -1,6 +1,6 @@
 //! `govsync validate`: the processor's verdict for each line of JSON
 //! (one event per line). The governance team runs it in CI before
-//! publishing, so it calls the same [`crate::event::classify`] the
+//! publishing, so it calls the same [`crate::event::decode_and_check`] the
 //! processor calls.
 
 use std::io::{BufRead, Write};
@@ -19,7 +19,7 @@ pub struct Summary {
 
 /// The verdict of one line, as printed.
 pub fn verdict(line: &[u8], max_bytes: usize, rules: &RuleSet) -> (bool, String) {
-    match event::classify(line, max_bytes, rules) {
+    match event::decode_and_check(line, max_bytes, rules) {
         Ok(c) => match c.disposition {
             Disposition::Apply => (true, "ok".into()),
             Disposition::Flag(reasons) => (

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::GovConsumer;
 use crate::config::{Delivery, KafkaConfig};
-use crate::output::OutMessage;
+use crate::message::OutMessage;
 use crate::telemetry::metrics;
 
 /// Why the Kafka side of a batch did not commit. Either way the database
@@ -234,7 +234,7 @@ impl Worker {
         let p = self
             .producer()
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
-        p.begin_transaction().map_err(classify)?;
+        p.begin_transaction().map_err(TxnError::from_kafka)?;
         let body = (|| {
             for m in msgs {
                 send(p, m, max_payload)?;
@@ -252,7 +252,7 @@ impl Worker {
                 Ok(())
             }
             Err(e) => {
-                let err = classify(e);
+                let err = TxnError::from_kafka(e);
                 if !matches!(err, TxnError::Fatal(_)) {
                     if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
                         tracing::warn!(error = %abort, "aborting the Kafka transaction failed");
@@ -276,16 +276,18 @@ impl Worker {
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let failed_before = p.context().failed.load(Ordering::SeqCst);
         for m in msgs {
-            send(p, m, max_payload).map_err(classify)?;
+            send(p, m, max_payload).map_err(TxnError::from_kafka)?;
         }
-        p.flush(TXN_TIMEOUT).map_err(classify)?;
+        p.flush(TXN_TIMEOUT).map_err(TxnError::from_kafka)?;
         if p.in_flight_count() > 0 {
             return Err(TxnError::Retry("side outputs not delivered in time".into()));
         }
         if p.context().failed.load(Ordering::SeqCst) != failed_before {
             return Err(TxnError::Retry("a side output was not delivered".into()));
         }
-        consumer.commit(offsets, CommitMode::Sync).map_err(classify)
+        consumer
+            .commit(offsets, CommitMode::Sync)
+            .map_err(TxnError::from_kafka)
     }
 }
 
@@ -339,29 +341,31 @@ enum TxnError {
     Fatal(String),
 }
 
-/// Classifies by error code and librdkafka's transaction flags, never by
-/// message text.
-fn classify(e: KafkaError) -> TxnError {
-    use RDKafkaErrorCode as C;
-    let code = e.rdkafka_error_code();
-    if matches!(
-        code,
-        Some(
-            C::IllegalGeneration
-                | C::UnknownMemberId
-                | C::FencedInstanceId
-                | C::RebalanceInProgress
-                | C::AssignmentLost
-        )
-    ) {
-        return TxnError::Rebalanced(e.to_string());
+impl TxnError {
+    /// Sorts by error code and librdkafka's transaction flags, never by
+    /// message text.
+    fn from_kafka(e: KafkaError) -> TxnError {
+        use RDKafkaErrorCode as C;
+        let code = e.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(
+                C::IllegalGeneration
+                    | C::UnknownMemberId
+                    | C::FencedInstanceId
+                    | C::RebalanceInProgress
+                    | C::AssignmentLost
+            )
+        ) {
+            return TxnError::Rebalanced(e.to_string());
+        }
+        if let KafkaError::Transaction(t) = &e
+            && t.is_fatal()
+        {
+            return TxnError::Fatal(e.to_string());
+        }
+        TxnError::Retry(e.to_string())
     }
-    if let KafkaError::Transaction(t) = &e
-        && t.is_fatal()
-    {
-        return TxnError::Fatal(e.to_string());
-    }
-    TxnError::Retry(e.to_string())
 }
 
 /// Counts failed deliveries (idempotent mode checks them after a flush) and

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{self, Checked, Rejected, RuleSet};
-use crate::output::RawMessage;
+use crate::message::RawMessage;
 use crate::sink::{Database, PartitionKey};
 
 /// A message as the pipeline receives it: raw bytes plus the verdict.
@@ -345,7 +345,7 @@ fn consumer_loop(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let incoming = decode(&m, &setup);
+                let incoming = to_incoming(&m, &setup);
                 if events
                     .blocking_send(FromConsumer::Message(Box::new(incoming)))
                     .is_err()
@@ -381,7 +381,8 @@ fn single(topic: &str, p: i32) -> TopicPartitionList {
     tpl
 }
 
-fn decode(m: &rdkafka::message::BorrowedMessage<'_>, setup: &ConsumerSetup) -> Incoming {
+/// Copies a consumed message out of librdkafka and attaches its verdict.
+fn to_incoming(m: &rdkafka::message::BorrowedMessage<'_>, setup: &ConsumerSetup) -> Incoming {
     let headers = m
         .headers()
         .map(|h| {
@@ -407,7 +408,7 @@ fn decode(m: &rdkafka::message::BorrowedMessage<'_>, setup: &ConsumerSetup) -> I
             Timestamp::NotAvailable => None,
         },
     });
-    let verdict = event::classify(
+    let verdict = event::decode_and_check(
         raw.value.as_deref().unwrap_or_default(),
         setup.max_message_bytes,
         &setup.rules,

@@ -23,10 +23,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use error::{SinkError, Transient};
-pub use plan::{ConflictPolicy, Outcome};
+pub use plan::Outcome;
 
 use crate::event::{Checked, DataType, Row};
-use crate::output::{OutMessage, RawMessage};
+use crate::message::{OutMessage, RawMessage};
 
 pub type SinkResult<T> = Result<T, SinkError>;
 

@@ -60,7 +60,7 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::event::{Column, DataType, Row};
-use crate::output::{OutMessage, decode_headers, encode_headers};
+use crate::message::{OutMessage, decode_headers, encode_headers};
 
 // ---------------------------------------------------------------------------
 // The blocking pool.

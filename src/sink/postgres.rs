@@ -16,7 +16,7 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::event::{DataType, Row};
-use crate::output::{OutMessage, decode_headers, encode_headers};
+use crate::message::{OutMessage, decode_headers, encode_headers};
 
 /// SQL texts that name the (configurable) target table, built once.
 #[derive(Debug)]

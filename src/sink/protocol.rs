@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::plan::{self, ConflictPolicy, Decision, Outcome, Plan, RowWrite, Snapshot};
+use super::plan::{self, Decision, Outcome, Plan, RowWrite, Snapshot};
 use super::{Database, LedgerEntry, LogEntry, SinkBatch, SinkError, SinkResult, Tx};
-use crate::event::{Checked, Column, DataType, Row, columns::value_from_json};
-use crate::output::{self, Failure, OutMessage, ReviewReason};
+use crate::event::{Checked, Column, ConflictPolicy, DataType, Row, columns::value_from_json};
+use crate::message::OutMessage;
+use crate::output::{self, Failure, ReviewReason};
 
 /// Settings of the protocol (from the config).
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::event::{DataType, Row};
-use crate::output::{OutMessage, decode_headers, encode_headers};
+use crate::message::{OutMessage, decode_headers, encode_headers};
 
 pub fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)

@@ -88,7 +88,7 @@ async fn a_decoded_record_costs_at_most_twice_its_size_plus_512_bytes() {
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
         let (key, value) = t.message(i);
-        let raw = std::sync::Arc::new(govsync::output::RawMessage {
+        let raw = std::sync::Arc::new(govsync::message::RawMessage {
             topic: "backlog_1234567_12345678_0.results".into(),
             partition: 0,
             offset: i as i64,
@@ -97,7 +97,8 @@ async fn a_decoded_record_costs_at_most_twice_its_size_plus_512_bytes() {
             headers: vec![],
             timestamp_ms: Some(0),
         });
-        let verdict = govsync::event::classify(raw.value.as_deref().unwrap(), 1 << 20, &rules);
+        let verdict =
+            govsync::event::decode_and_check(raw.value.as_deref().unwrap(), 1 << 20, &rules);
         assert!(verdict.is_ok());
         held.push((raw, verdict));
     }
@@ -266,9 +267,9 @@ async fn a_batch_in_its_transaction_needs_at_most_six_times_its_message_size_per
         let records: Vec<SinkRecord> = (0..n)
             .map(|i| {
                 let (key, value) = t.message(offset as usize + i);
-                let checked = govsync::event::classify(&value, 1 << 20, &rules).unwrap();
+                let checked = govsync::event::decode_and_check(&value, 1 << 20, &rules).unwrap();
                 SinkRecord {
-                    raw: std::sync::Arc::new(govsync::output::RawMessage {
+                    raw: std::sync::Arc::new(govsync::message::RawMessage {
                         topic: env.source().to_string(),
                         partition: 0,
                         offset: offset + i as i64,

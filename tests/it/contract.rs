@@ -4,7 +4,7 @@
 //!   same documents (seed samples, generated events, mutations of both).
 //! - The review-message and dead-letter-headers schemas describe what
 //!   `govsync::output` builds, and the example files.
-//! - `decode` and `classify` never panic on arbitrary input.
+//! - `decode` and `decode_and_check` never panic on arbitrary input.
 //! - The ID-card check agrees with an independent ISO 7064 MOD 11-2.
 //! - The seed records get the verdicts DESIGN.md section 4 asks for.
 //!
@@ -18,7 +18,8 @@ use chrono::{Datelike, NaiveDate};
 use govsync::demo::generate;
 use govsync::event::idcard::{self, IdFinding};
 use govsync::event::{self, Column, DataType, Disposition, Row, RuleSet};
-use govsync::output::{self, Failure, RawMessage, ReviewReason};
+use govsync::message::RawMessage;
+use govsync::output::{self, Failure, ReviewReason};
 use jsonschema::{Draft, Validator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -1573,7 +1574,8 @@ fn review_messages() -> Vec<(String, Value)> {
         (6, ReviewReason::Conflict, false),
     ] {
         let bytes = seed(n);
-        let c = event::classify(&bytes, NO_LIMIT, &rules).expect("seed records pass the rules");
+        let c =
+            event::decode_and_check(&bytes, NO_LIMIT, &rules).expect("seed records pass the rules");
         let details = match &c.disposition {
             Disposition::Flag(r) | Disposition::Hold(r) => r.clone(),
             Disposition::Apply => vec!["the row changed after the engine read it".into()],
@@ -1613,7 +1615,7 @@ fn review_messages() -> Vec<(String, Value)> {
         "last_governance_time"
     ]);
     let bytes = serde_json::to_vec(&e).unwrap();
-    let c = event::classify(&bytes, NO_LIMIT, &rules).unwrap();
+    let c = event::decode_and_check(&bytes, NO_LIMIT, &rules).unwrap();
     let mut row = Row::default();
     for (col, v) in &c.writes {
         row.set(*col, v);
@@ -1671,7 +1673,7 @@ fn dead_letters() -> Vec<(String, Value)> {
     let now = chrono::Utc::now();
     // Not JSON: no data type or region known.
     let raw = raw_message(b"{not json".to_vec(), 7);
-    let err = event::classify(raw.value.as_deref().unwrap(), NO_LIMIT, &rules).unwrap_err();
+    let err = event::decode_and_check(raw.value.as_deref().unwrap(), NO_LIMIT, &rules).unwrap_err();
     let f = Failure {
         class: err.rejection.class().into(),
         message: err.rejection.to_string(),
@@ -1687,7 +1689,7 @@ fn dead_letters() -> Vec<(String, Value)> {
     let mut e: Value = serde_json::from_slice(&seed(5)).unwrap();
     e["sync_operation"]["target_fields"] = json!(["address"]);
     let raw = raw_message(serde_json::to_vec(&e).unwrap(), 8);
-    let err = event::classify(raw.value.as_deref().unwrap(), NO_LIMIT, &rules).unwrap_err();
+    let err = event::decode_and_check(raw.value.as_deref().unwrap(), NO_LIMIT, &rules).unwrap_err();
     assert_eq!(err.rejection.class(), "rule");
     let f = Failure {
         class: err.rejection.class().into(),
@@ -1827,10 +1829,10 @@ fn schemas_describe_every_property() {
 // --- 3c: no panics ------------------------------------------------------
 
 /// Arbitrary bytes, and JSON documents mutated the way the agreement test
-/// mutates them (plus byte-level damage), never make `decode` or `classify`
+/// mutates them (plus byte-level damage), never make `decode` or `decode_and_check`
 /// panic. Deterministic (fixed seeds) and bounded: a few thousand cases.
 #[test]
-fn decode_and_classify_never_panic() {
+fn decoding_and_checking_never_panic() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -1838,7 +1840,7 @@ fn decode_and_classify_never_panic() {
     let rules = RuleSet::default();
     let run = |bytes: &[u8]| {
         let _ = event::decode(bytes, 4096);
-        let _ = event::classify(bytes, NO_LIMIT, &rules);
+        let _ = event::decode_and_check(bytes, NO_LIMIT, &rules);
     };
     let config = Config {
         cases: 2000,
@@ -1965,7 +1967,7 @@ fn decode_and_classify_never_panic() {
         rule_cases += 1;
     }
     println!(
-        "decode_and_classify_never_panic: 2000 byte strings ({t1:?}), {} mutated events ({:?}), {rule_cases} rule inputs ({:?})",
+        "decoding_and_checking_never_panic: 2000 byte strings ({t1:?}), {} mutated events ({:?}), {rule_cases} rule inputs ({:?})",
         cases.get(),
         t2 - t1,
         started.elapsed() - t2
@@ -2182,7 +2184,7 @@ fn id_card_check_digit_agrees_with_iso_7064() {
 fn seed_records_verdicts() {
     let rules = RuleSet::default();
     let verdict = |n: usize| {
-        event::classify(&seed(n), NO_LIMIT, &rules)
+        event::decode_and_check(&seed(n), NO_LIMIT, &rules)
             .unwrap_or_else(|e| panic!("seed {n} is rejected: {}", e.rejection))
     };
     for n in [1, 2, 5, 6] {
@@ -2234,7 +2236,7 @@ fn generated_events_pass_the_rules() {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (name, e) in generated_events(270) {
         let bytes = serde_json::to_vec(&e).unwrap();
-        let c = event::classify(&bytes, NO_LIMIT, &rules)
+        let c = event::decode_and_check(&bytes, NO_LIMIT, &rules)
             .unwrap_or_else(|r| panic!("{name}: {}", r.rejection));
         let k = match c.disposition {
             Disposition::Apply => "apply",

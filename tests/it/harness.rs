@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use govsync::config::{Config, RawConfig};
-use govsync::output::RawMessage;
+use govsync::message::RawMessage;
 use govsync::pipeline::Progress;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

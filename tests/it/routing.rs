@@ -229,7 +229,7 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
 
     // Dead letters: each invalid message exactly once, class and bytes kept.
     let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
-    let mut dlq_at: HashMap<(i32, i64), Vec<&govsync::output::RawMessage>> = HashMap::new();
+    let mut dlq_at: HashMap<(i32, i64), Vec<&govsync::message::RawMessage>> = HashMap::new();
     for m in &dlq {
         let at = (
             header(m, "govsync.source.partition")

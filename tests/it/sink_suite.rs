@@ -11,12 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use govsync::demo::generate::{self, Customer};
-use govsync::event::{self, DataType, Row, RuleSet};
-use govsync::output::{self, Failure, RawMessage};
+use govsync::event::{self, ConflictPolicy, DataType, Row, RuleSet};
+use govsync::message::RawMessage;
+use govsync::output::{self, Failure};
 use govsync::sink::protocol::{self, ApplyOptions, BatchReport};
-use govsync::sink::{
-    ConflictPolicy, Database, Outcome, PartitionKey, SinkBatch, SinkError, SinkRecord,
-};
+use govsync::sink::{Database, Outcome, PartitionKey, SinkBatch, SinkError, SinkRecord};
 use serde_json::{Value, json};
 
 /// What the suite needs besides the `Database` trait: the business side's
@@ -79,7 +78,7 @@ impl Suite {
                 headers: vec![],
                 timestamp_ms: None,
             });
-            match event::classify(&value, 1 << 20, &rules) {
+            match event::decode_and_check(&value, 1 << 20, &rules) {
                 Ok(checked) => records.push(SinkRecord { raw, checked }),
                 Err(r) => {
                     let f = Failure {

@@ -340,7 +340,7 @@ pub async fn assert_exactly_once(env: &Env, w: &Workload, offsets: &[(i32, i64)]
     // Dead-letter topic: every expected source offset exactly once, with
     // its class and its original bytes.
     let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
-    let mut by_offset: HashMap<(i32, i64), Vec<&govsync::output::RawMessage>> = HashMap::new();
+    let mut by_offset: HashMap<(i32, i64), Vec<&govsync::message::RawMessage>> = HashMap::new();
     for m in &dlq {
         let p: i32 = header(m, "govsync.source.partition")
             .unwrap()
