@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::event::{Checked, Column, Row};
+use crate::event::{Checked, Column, DataType, Row};
 use crate::message::{OutMessage, RawMessage};
 
 /// Header names added to dead-letter messages.
@@ -64,6 +64,34 @@ pub struct Failure {
     pub db_constraint: Option<String>,
     pub data_type: Option<String>,
     pub region: Option<String>,
+}
+
+impl Failure {
+    /// A failure of class `class` (a [`headers::ERROR_CLASS`] value) in
+    /// batch `batch_id`, after `attempts` attempts.
+    pub fn new(class: &str, message: String, batch_id: &str, attempts: u32) -> Self {
+        Failure {
+            class: class.to_string(),
+            message,
+            batch_id: batch_id.to_string(),
+            attempts,
+            ..Default::default()
+        }
+    }
+
+    /// With the record's data type and region, where they could be read.
+    pub fn labelled(mut self, data_type: Option<DataType>, region: Option<&str>) -> Self {
+        self.data_type = data_type.map(|d| d.as_str().to_string());
+        self.region = region.map(str::to_string);
+        self
+    }
+
+    /// With the database's error code (SQLSTATE, ORA-nnnnn) and constraint.
+    pub fn rejected_by_db(mut self, code: Option<String>, constraint: Option<String>) -> Self {
+        self.db_code = code;
+        self.db_constraint = constraint;
+        self
+    }
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {

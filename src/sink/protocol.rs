@@ -196,17 +196,14 @@ pub async fn apply(
                     _ => (None, None),
                 };
                 report.poison.push((rec.raw.offset, code.clone()));
-                let f = Failure {
-                    class: "db_rejected".into(),
-                    message: err.to_string(),
-                    batch_id: batch.batch_id.clone(),
-                    attempts: batch.attempt,
-                    db_code: code,
-                    db_constraint: constraint,
-                    data_type: Some(rec.checked.data_type.as_str().into()),
-                    region: Some(rec.checked.region_code.clone()),
-                    ..Default::default()
-                };
+                let f = Failure::new(
+                    "db_rejected",
+                    err.to_string(),
+                    &batch.batch_id,
+                    batch.attempt,
+                )
+                .labelled(Some(rec.checked.data_type), Some(&rec.checked.region_code))
+                .rejected_by_db(code, constraint);
                 (
                     Outcome::Poison,
                     Some(output::dead_letter(&rec.raw, &f, &opts.dlq_topic)),
@@ -332,15 +329,13 @@ fn side_output(
         Outcome::Review => Some(review(ReviewReason::CheckContradiction, false)),
         Outcome::Conflict => Some(review(ReviewReason::Conflict, false)),
         Outcome::Invalid => {
-            let f = Failure {
-                class: "target_missing".into(),
-                message: d.details.join("; "),
-                batch_id: batch.batch_id.clone(),
-                attempts: batch.attempt,
-                data_type: Some(c.data_type.as_str().into()),
-                region: Some(c.region_code.clone()),
-                ..Default::default()
-            };
+            let f = Failure::new(
+                "target_missing",
+                d.details.join("; "),
+                &batch.batch_id,
+                batch.attempt,
+            )
+            .labelled(Some(c.data_type), Some(&c.region_code));
             Some(output::dead_letter(&rec.raw, &f, &opts.dlq_topic))
         }
         _ => None,

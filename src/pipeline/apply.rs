@@ -1,0 +1,353 @@
+//! One batch, from its cut to its completion: the rate limits, the
+//! database transaction with its retries, then the Kafka commit of its side
+//! outputs and offsets. Each batch runs as its own tokio task and ends by
+//! sending a [`Completion`] to the main loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Progress;
+use super::committer::{CommitError, Committer};
+use super::consumer::Incoming;
+use super::flow::Limits;
+use super::retry::{RetryState, Step};
+use crate::config::Config;
+use crate::event::DataType;
+use crate::message::OutMessage;
+use crate::output::{self, Failure};
+use crate::sink::protocol::{self, ApplyOptions, BatchReport};
+use crate::sink::{Database, Outcome, PartitionKey, SinkBatch, SinkError, SinkRecord, Transient};
+use crate::telemetry::metrics;
+
+/// Shared by every batch task.
+pub struct BatchCtx {
+    pub db: Arc<dyn Database>,
+    pub committer: Committer,
+    pub opts: ApplyOptions,
+    pub cfg: Arc<Config>,
+    pub limits: Limits,
+    pub completions: mpsc::UnboundedSender<Completion>,
+}
+
+/// What a batch task tells the main loop.
+pub enum Completion {
+    Done {
+        partition: i32,
+        size: usize,
+        was_full: bool,
+        /// The upper size bound of the batch's data type: the target does
+        /// not grow past what a batch may hold.
+        ceiling: usize,
+        result: BatchResult,
+    },
+    /// The partition's batch ran out of retries (`true`) or recovered.
+    Stalled { partition: i32, stalled: bool },
+}
+
+pub enum BatchResult {
+    Committed(Box<Committed>),
+    Abandoned,
+}
+
+pub struct Committed {
+    pub report: BatchReport,
+    pub records: Vec<SinkRecord>,
+    pub rejected: Vec<RejectedMeta>,
+    pub kafka: Result<(), CommitError>,
+    pub failures: u32,
+}
+
+/// Labels of a record rejected before the database: (offset, data type,
+/// region).
+pub type RejectedMeta = (i64, Option<DataType>, Option<String>);
+
+/// A cut batch ready to run: what [`build`] makes of the records.
+pub struct Prepared {
+    pub batch: SinkBatch,
+    pub rejected: Vec<RejectedMeta>,
+}
+
+/// Turns a partition's cut records into a [`SinkBatch`]: checked records go
+/// to the database, rejected ones become dead-letter messages written with
+/// the batch (so they commit with it, exactly once).
+pub fn build(
+    cfg: &Config,
+    key: PartitionKey,
+    items: Vec<Incoming>,
+    kafka_confirmed: i64,
+    db_watermark: i64,
+    prune_outbox_upto: Option<i64>,
+) -> Prepared {
+    let (first, last) = match (items.first(), items.last()) {
+        (Some(f), Some(l)) => (f.raw.offset, l.raw.offset),
+        // A recovery batch: nothing new, only the outbox to republish.
+        _ => (db_watermark, db_watermark - 1),
+    };
+    let batch_id = format!(
+        "{}:{}:{}:{}-{}",
+        key.group, key.topic, key.partition, first, last
+    );
+    let mut records = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    let mut rejected_meta = Vec::new();
+    for inc in items {
+        match inc.verdict {
+            Ok(checked) => records.push(SinkRecord {
+                raw: inc.raw,
+                checked,
+            }),
+            Err(r) => {
+                let f = Failure::new(r.rejection.class(), r.rejection.to_string(), &batch_id, 1)
+                    .labelled(r.data_type, r.region.as_deref());
+                rejected.push((
+                    inc.raw.offset,
+                    output::dead_letter(&inc.raw, &f, &cfg.kafka.dlq_topic),
+                ));
+                rejected_meta.push((inc.raw.offset, r.data_type, r.region));
+            }
+        }
+    }
+    Prepared {
+        batch: SinkBatch {
+            batch_id,
+            key,
+            expected_watermark: kafka_confirmed,
+            first_offset: first,
+            last_offset: last,
+            records,
+            rejected,
+            prune_outbox_upto,
+            attempt: 1,
+        },
+        rejected: rejected_meta,
+    }
+}
+
+/// One batch: rate limits, the database transaction with retries, then the
+/// Kafka commit.
+pub async fn run_batch(
+    ctx: &BatchCtx,
+    mut batch: SinkBatch,
+    rejected: Vec<RejectedMeta>,
+    cancel: CancellationToken,
+) -> BatchResult {
+    let p = batch.key.partition;
+    if ctx.limits.enabled() {
+        let mut per_region: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &batch.records {
+            *per_region
+                .entry(r.checked.region_code.as_str())
+                .or_default() += 1;
+        }
+        for (region, n) in per_region {
+            tokio::select! {
+                _ = ctx.limits.acquire(region, n) => {}
+                _ = cancel.cancelled() => return BatchResult::Abandoned,
+            }
+        }
+    }
+    let mut retry = RetryState::default();
+    let Some(report) = apply_with_retries(ctx, &mut batch, &mut retry, &cancel).await else {
+        return BatchResult::Abandoned;
+    };
+    let mut outputs: Vec<OutMessage> = report.foreign_outputs.clone();
+    outputs.extend(report.outputs.iter().cloned());
+    let kafka = ctx
+        .committer
+        .commit(p, report.watermark_after, outputs)
+        .await;
+    if kafka.is_ok() {
+        metrics::last_commit_now();
+    }
+    if !report.poison.is_empty() {
+        tracing::warn!(
+            partition = p,
+            rejected = report.poison.len(),
+            "the database rejected records; they were dead-lettered, the rest committed"
+        );
+    }
+    tracing::debug!(
+        applied = report.counts.get(&Outcome::Applied).copied().unwrap_or(0),
+        total_ms = report.timings.total.as_millis() as u64,
+        "batch committed"
+    );
+    BatchResult::Committed(Box::new(Committed {
+        records: batch.records,
+        rejected,
+        report,
+        kafka,
+        failures: retry.failures(),
+    }))
+}
+
+/// The database transaction, retried by error class until it commits;
+/// `None` when it was abandoned (partition revoked, shutting down). A
+/// partition whose retries ran out is reported stalled, and recovered when
+/// the transaction finally commits or is abandoned.
+async fn apply_with_retries(
+    ctx: &BatchCtx,
+    batch: &mut SinkBatch,
+    retry: &mut RetryState,
+    cancel: &CancellationToken,
+) -> Option<BatchReport> {
+    let p = batch.key.partition;
+    let mut stalled = false;
+    let set_stalled = |stalled: bool| {
+        let _ = ctx.completions.send(Completion::Stalled {
+            partition: p,
+            stalled,
+        });
+    };
+    loop {
+        let started = Instant::now();
+        let Some(attempt) = attempt(ctx, batch, cancel).await else {
+            if stalled {
+                set_stalled(false);
+            }
+            tracing::info!(
+                partition = p,
+                "in-flight transaction abandoned (partition revoked or shutting down); its records will be re-read"
+            );
+            return None;
+        };
+        let e = match attempt {
+            Ok(report) => {
+                metrics::commit_latency(started.elapsed().as_secs_f64());
+                metrics::batch("committed");
+                if stalled {
+                    set_stalled(false);
+                    tracing::info!(partition = p, "partition recovered");
+                }
+                return Some(report);
+            }
+            Err(e) => e,
+        };
+        metrics::batch("failed");
+        metrics::retry(e.class());
+        let step = retry.next(&e, &ctx.cfg.retry);
+        let msg = crate::telemetry::mask::digits_in(&e.to_string());
+        match step {
+            Step::Retry(d) => {
+                tracing::warn!(partition = p, class = e.class(), attempt = batch.attempt, retry_in = ?d, error = %msg, "batch failed; retrying");
+            }
+            Step::Stalled(d) => {
+                if !stalled {
+                    stalled = true;
+                    set_stalled(true);
+                    tracing::error!(partition = p, class = e.class(), error = %msg,
+                        "partition stalled: retries exhausted; it is paused and retried with backoff until the database recovers (nothing is dead-lettered)");
+                } else {
+                    tracing::warn!(partition = p, class = e.class(), retry_in = ?d, error = %msg, "partition still stalled");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(step.delay()) => {}
+            _ = cancel.cancelled() => {
+                if stalled {
+                    set_stalled(false);
+                }
+                tracing::info!(partition = p, "in-flight batch abandoned (partition revoked or shutting down); it will be re-read");
+                return None;
+            }
+        }
+        batch.attempt += 1;
+    }
+}
+
+/// Grace a running transaction gets to finish after shutdown or revocation
+/// is asked for: twice the target commit latency, within 1–10 s.
+fn cancel_grace(cfg: &Config) -> Duration {
+    (cfg.batch.target_commit_latency * 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// Longest a batch's transaction may run: `statement_timeout +
+/// connect_timeout`. The database enforces statement_timeout per
+/// statement, but nothing fires when the connection goes silent (a cut
+/// network, a frozen server): past this the attempt counts as a timeout and
+/// is retried on another connection.
+fn transaction_deadline(cfg: &Config) -> Duration {
+    cfg.database.statement_timeout + cfg.database.connect_timeout
+}
+
+/// One attempt of the batch's transaction. `None` when it was abandoned:
+/// cancelled (shutdown, revocation) and still running after the grace.
+/// Dropping an attempt is safe at any point: an uncommitted transaction
+/// rolls back with its connection, and one whose COMMIT went through has
+/// advanced the watermark, so its records are skipped when re-read.
+async fn attempt(
+    ctx: &BatchCtx,
+    batch: &SinkBatch,
+    cancel: &CancellationToken,
+) -> Option<Result<BatchReport, SinkError>> {
+    let deadline = transaction_deadline(&ctx.cfg);
+    let grace = cancel_grace(&ctx.cfg);
+    let apply = tokio::time::timeout(deadline, protocol::apply(ctx.db.as_ref(), batch, &ctx.opts));
+    tokio::select! {
+        biased;
+        r = apply => Some(r.unwrap_or_else(|_| {
+            Err(SinkError::transient(
+                Transient::Timeout,
+                format!("the transaction did not finish within {deadline:?} (statement_timeout + connect_timeout); its connection is presumed dead"),
+            ))
+        })),
+        _ = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => None,
+    }
+}
+
+/// Per-batch metric emission: counts aggregated by (outcome, data type,
+/// region) first, so the recorder sees one update per label set.
+pub fn record_metrics(
+    report: &BatchReport,
+    records: &[SinkRecord],
+    rejected: &[RejectedMeta],
+    progress: &Progress,
+) {
+    let mut counts: HashMap<(Outcome, &str, &str), u64> = HashMap::new();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let outcomes = || records.iter().zip(&report.outcomes);
+    for (r, o) in outcomes() {
+        *counts
+            .entry((
+                *o,
+                r.checked.data_type.as_str(),
+                r.checked.region_code.as_str(),
+            ))
+            .or_default() += 1;
+    }
+    metrics::end_to_end(
+        outcomes()
+            .filter(|(_, o)| o.wrote())
+            .filter_map(|(r, _)| r.raw.timestamp_ms)
+            .map(|ts| ((now_ms - ts).max(0) as f64) / 1000.0),
+    );
+    metrics::quality_gain(
+        outcomes()
+            .filter(|(_, o)| **o == Outcome::Applied)
+            .filter_map(|(r, _)| r.checked.quality_gain),
+    );
+    for (offset, dt, region) in rejected {
+        let dt = dt.map(|d| d.as_str()).unwrap_or("unknown");
+        let region = region.as_deref().unwrap_or("unknown");
+        let o = if *offset >= report.watermark_before {
+            Outcome::Invalid
+        } else {
+            Outcome::Skipped
+        };
+        *counts.entry((o, dt, region)).or_default() += 1;
+    }
+    for ((o, dt, region), n) in counts {
+        metrics::records(o.as_str(), dt, region, n);
+        progress.add(o, n);
+    }
+    progress.batches.fetch_add(1, Ordering::Relaxed);
+    metrics::batch_records(records.len() + rejected.len());
+}

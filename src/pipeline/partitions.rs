@@ -1,0 +1,588 @@
+//! The main loop's state: every assigned partition, and the scheduling of
+//! their batches.
+//!
+//! A partition's life: assigned (fresh state, unpaused) → batches cut from
+//! its buffer, at most one in flight → revoked (it takes no more messages
+//! and starts no batch; it is given up once its in-flight batch completed)
+//! → removed. Independently of that, its fetching is paused while it holds
+//! `flow.max_buffered_per_partition` records or is stalled, and resumed
+//! when a completion finds its buffer drained to half the bound.
+//!
+//! Ready partitions get the free in-flight slots in [`dispatch_order`],
+//! within the global and per-region caps.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Progress;
+use super::apply::{self, BatchCtx, BatchResult, Committed, Completion};
+use super::batcher::{Aimd, Buffer, Sizing};
+use super::consumer::{AssignedPartition, FromConsumer, Incoming, ToConsumer};
+use crate::config::Config;
+use crate::sink::PartitionKey;
+use crate::telemetry::metrics;
+
+/// Entries [`Progress::batch_log`] keeps.
+pub const BATCH_LOG_MAX: usize = 100_000;
+
+/// A batch in flight (its database or Kafka stage).
+struct InFlight {
+    /// Its records. They count towards `max_buffered_per_partition` with
+    /// the buffer: what bounds memory is every record the partition holds,
+    /// not only those still waiting.
+    records: usize,
+    /// Cancels (abandons) it at its next retry wait.
+    cancel: CancellationToken,
+    /// Its regions (released from the per-region cap when it completes).
+    regions: Vec<String>,
+}
+
+/// Where a partition is in its life.
+enum Phase {
+    /// No batch in flight: the next one may start.
+    Idle,
+    Busy(InFlight),
+    /// Revoked: takes no messages and starts no batch; given up once its
+    /// in-flight batch (if any) completed.
+    Revoking(Option<InFlight>),
+}
+
+/// How far the partition's side outputs and offsets reached Kafka.
+struct KafkaProgress {
+    /// Offsets and side outputs confirmed in Kafka up to here.
+    confirmed: i64,
+    /// The database watermark as far as we know.
+    db_watermark: i64,
+    /// Outbox rows were published since the last prune.
+    outbox_dirty: bool,
+    /// Side outputs between `confirmed` and the watermark still need
+    /// publishing (after a failed Kafka commit, or found at assignment).
+    needs_recovery: bool,
+}
+
+struct Partition {
+    buffer: Buffer,
+    aimd: Aimd,
+    phase: Phase,
+    /// Paused in the consumer (buffer full, or stalled).
+    paused: bool,
+    kafka: KafkaProgress,
+    /// The consumer's assignment this state belongs to (named in pause and
+    /// resume commands).
+    generation: u64,
+}
+
+impl Partition {
+    fn in_flight(&self) -> Option<&InFlight> {
+        match &self.phase {
+            Phase::Busy(f) | Phase::Revoking(Some(f)) => Some(f),
+            Phase::Idle | Phase::Revoking(None) => None,
+        }
+    }
+
+    fn is_revoking(&self) -> bool {
+        matches!(self.phase, Phase::Revoking(_))
+    }
+
+    /// Records the partition holds: buffered and in flight.
+    fn held(&self) -> usize {
+        self.buffer.len() + self.in_flight().map_or(0, |f| f.records)
+    }
+
+    /// Its batch completed: frees the slot, returns the batch's regions.
+    fn complete(&mut self) -> Vec<String> {
+        let done = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Busy(f) => Some(f),
+            Phase::Revoking(f) => {
+                self.phase = Phase::Revoking(None);
+                f
+            }
+            Phase::Idle => None,
+        };
+        done.map(|f| f.regions).unwrap_or_default()
+    }
+}
+
+/// A partition with a batch ready to start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Ready {
+    pub partition: i32,
+    /// Its buffer holds `priority: high` records.
+    pub high: bool,
+    /// Since when its head has waited (its buffer's head arrived, or its
+    /// previous batch started).
+    pub since: Instant,
+}
+
+/// The order in which ready partitions get the free in-flight slots:
+/// partitions holding `high` records first, then the one that has waited
+/// longest (so standard partitions take turns and none is skipped for
+/// ever). Within a partition records stay in offset order: priority
+/// decides which partition goes next, never reorders a region.
+pub(super) fn dispatch_order(mut ready: Vec<Ready>) -> Vec<i32> {
+    ready.sort_by(|a, b| {
+        b.high
+            .cmp(&a.high)
+            .then(a.since.cmp(&b.since))
+            .then(a.partition.cmp(&b.partition))
+    });
+    ready.into_iter().map(|r| r.partition).collect()
+}
+
+/// Every assigned partition and the in-flight caps.
+pub(super) struct Partitions {
+    cfg: Arc<Config>,
+    ctx: Arc<BatchCtx>,
+    sizing: Sizing,
+    parts: BTreeMap<i32, Partition>,
+    in_flight: usize,
+    region_in_flight: HashMap<String, usize>,
+    commands: std::sync::mpsc::Sender<ToConsumer>,
+    /// A revocation waiting for its partitions' batches to complete.
+    revoke: Option<(HashSet<i32>, std::sync::mpsc::SyncSender<()>)>,
+    progress: Arc<Progress>,
+}
+
+impl Partitions {
+    pub fn new(
+        cfg: Arc<Config>,
+        ctx: Arc<BatchCtx>,
+        commands: std::sync::mpsc::Sender<ToConsumer>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        let sizing = Sizing::new(&cfg.batch, ctx.limits.batch_cap());
+        Partitions {
+            cfg,
+            ctx,
+            sizing,
+            parts: BTreeMap::new(),
+            in_flight: 0,
+            region_in_flight: HashMap::new(),
+            commands,
+            revoke: None,
+            progress,
+        }
+    }
+
+    /// Batches in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn report_buffered(&self) {
+        for (p, st) in &self.parts {
+            metrics::buffered(*p, st.buffer.len());
+        }
+    }
+
+    /// Shutting down: stop the consumer, abandon in-flight batches at their
+    /// next retry wait.
+    pub fn shut_down(&mut self) {
+        let _ = self.commands.send(ToConsumer::Shutdown);
+        for p in self.parts.values() {
+            if let Some(f) = p.in_flight() {
+                f.cancel.cancel();
+            }
+        }
+    }
+
+    pub fn on_event(&mut self, ev: FromConsumer) {
+        match ev {
+            FromConsumer::Message(inc) => self.on_message(*inc),
+            FromConsumer::Assigned(list) => self.on_assigned(list),
+            FromConsumer::Revoked { partitions, ack } => {
+                for p in &partitions {
+                    if let Some(st) = self.parts.get_mut(p) {
+                        let f = match std::mem::replace(&mut st.phase, Phase::Idle) {
+                            Phase::Busy(f) | Phase::Revoking(Some(f)) => Some(f),
+                            Phase::Idle | Phase::Revoking(None) => None,
+                        };
+                        if let Some(f) = &f {
+                            f.cancel.cancel();
+                        }
+                        st.phase = Phase::Revoking(f);
+                    }
+                }
+                self.revoke = Some((partitions.into_iter().collect(), ack));
+            }
+            FromConsumer::Closed => {}
+            FromConsumer::HighWatermarks(marks) => {
+                for (p, high) in marks {
+                    if let Some(st) = self.parts.get(&p) {
+                        metrics::lag(p, high - st.kafka.db_watermark);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, inc: Incoming) {
+        self.progress.consumed.fetch_add(1, Ordering::Relaxed);
+        let p = inc.raw.partition;
+        let max_buffered = self.cfg.flow.max_buffered_per_partition;
+        let Some(st) = self.parts.get_mut(&p) else {
+            return;
+        };
+        if st.is_revoking() {
+            return;
+        }
+        st.buffer.push(inc);
+        let held = st.held();
+        if held >= max_buffered && !st.paused {
+            let buffered = st.buffer.len();
+            self.set_paused(p, true);
+            tracing::debug!(
+                partition = p,
+                buffered,
+                held,
+                "partition paused (buffer full)"
+            );
+        }
+    }
+
+    fn on_assigned(&mut self, list: Vec<AssignedPartition>) {
+        for a in list {
+            let committed = a.committed.unwrap_or(0);
+            let watermark = a.watermark.unwrap_or(0);
+            let st = Partition {
+                buffer: Buffer::default(),
+                aimd: self.sizing.controller(),
+                phase: Phase::Idle,
+                paused: false,
+                kafka: KafkaProgress {
+                    confirmed: committed,
+                    db_watermark: watermark,
+                    outbox_dirty: true,
+                    needs_recovery: watermark > committed,
+                },
+                generation: a.generation,
+            };
+            if st.kafka.needs_recovery {
+                tracing::info!(
+                    partition = a.partition,
+                    committed,
+                    watermark,
+                    "database is ahead of Kafka: republishing the outbox of the batches in between"
+                );
+            }
+            metrics::target_size(a.partition, st.aimd.target());
+            self.parts.insert(a.partition, st);
+        }
+        self.progress
+            .assigned
+            .store(self.parts.len(), Ordering::Relaxed);
+        metrics::assigned(self.parts.len());
+    }
+
+    /// Gives up the revoked partitions once none has a batch in flight.
+    pub fn check_revoke_done(&mut self) {
+        let Some((set, _)) = &self.revoke else { return };
+        if set
+            .iter()
+            .any(|p| self.parts.get(p).is_some_and(|s| s.in_flight().is_some()))
+        {
+            return;
+        }
+        let (set, ack) = self.revoke.take().expect("checked above");
+        for p in &set {
+            self.parts.remove(p);
+            metrics::partition_released(*p);
+        }
+        self.progress
+            .assigned
+            .store(self.parts.len(), Ordering::Relaxed);
+        metrics::assigned(self.parts.len());
+        let _ = ack.send(());
+    }
+
+    pub fn on_completion(&mut self, c: Completion) {
+        match c {
+            Completion::Stalled { partition, stalled } => {
+                metrics::stalled(partition, stalled);
+                if stalled {
+                    self.progress.stalled.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.progress.stalled.fetch_sub(1, Ordering::Relaxed);
+                }
+                if stalled && self.parts.get(&partition).is_some_and(|st| !st.paused) {
+                    self.set_paused(partition, true);
+                }
+            }
+            Completion::Done {
+                partition,
+                size,
+                was_full,
+                ceiling,
+                result,
+            } => self.on_done(partition, size, was_full, ceiling, result),
+        }
+    }
+
+    fn on_done(
+        &mut self,
+        partition: i32,
+        size: usize,
+        was_full: bool,
+        ceiling: usize,
+        result: BatchResult,
+    ) {
+        self.in_flight -= 1;
+        metrics::in_flight(self.in_flight);
+        let Some(st) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        for r in st.complete() {
+            if let Some(n) = self.region_in_flight.get_mut(&r) {
+                *n -= 1;
+            }
+        }
+        if let BatchResult::Committed(c) = result {
+            let Committed {
+                report,
+                records,
+                rejected,
+                kafka,
+                failures,
+            } = *c;
+            let k = &mut st.kafka;
+            k.db_watermark = k.db_watermark.max(report.watermark_after);
+            match kafka {
+                Ok(()) => {
+                    k.confirmed = report.watermark_after;
+                    k.needs_recovery = false;
+                    k.outbox_dirty |=
+                        !report.outputs.is_empty() || !report.foreign_outputs.is_empty();
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        partition, error = %e,
+                        "the batch committed in the database but its Kafka commit failed; \
+                         its side outputs will be republished from the outbox"
+                    );
+                    k.needs_recovery = true;
+                }
+            }
+            if failures > 0 {
+                st.aimd.on_error(ceiling);
+            } else if size > 0 {
+                st.aimd.on_commit(
+                    report.timings.total,
+                    self.cfg.batch.target_commit_latency,
+                    was_full,
+                    ceiling,
+                );
+            }
+            metrics::target_size(partition, st.aimd.target());
+            if size > 0 {
+                apply::record_metrics(&report, &records, &rejected, &self.progress);
+                let mut log = self.progress.batch_log.lock().expect("progress lock");
+                if log.len() >= BATCH_LOG_MAX {
+                    log.drain(..BATCH_LOG_MAX / 2);
+                }
+                log.push((report.timings.total.as_micros() as u64, size));
+            }
+        }
+        if st.paused && st.buffer.len() <= self.cfg.flow.max_buffered_per_partition / 2 {
+            self.set_paused(partition, false);
+        }
+    }
+
+    /// Pauses or resumes a partition in the consumer (and says so in the
+    /// metrics).
+    fn set_paused(&mut self, partition: i32, paused: bool) {
+        let Some(st) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        st.paused = paused;
+        let generation = st.generation;
+        let cmd = if paused {
+            ToConsumer::Pause {
+                partition,
+                generation,
+            }
+        } else {
+            ToConsumer::Resume {
+                partition,
+                generation,
+            }
+        };
+        let _ = self.commands.send(cmd);
+        metrics::paused(partition, paused);
+    }
+
+    /// Starts batches for partitions that are ready, in [`dispatch_order`],
+    /// within the in-flight caps.
+    pub fn dispatch(&mut self) {
+        let now = Instant::now();
+        let max_wait = self.cfg.batch.max_wait;
+        let mut ready: Vec<Ready> = Vec::new();
+        for (p, st) in &self.parts {
+            if !matches!(st.phase, Phase::Idle) {
+                continue;
+            }
+            let size = self.sizing.next(&st.aimd, st.buffer.head_type()).size;
+            if st.buffer.is_ready(size, max_wait, now)
+                || (st.buffer.is_empty() && st.kafka.needs_recovery)
+            {
+                ready.push(Ready {
+                    partition: *p,
+                    high: st.buffer.has_high(),
+                    since: st.buffer.waiting_since(now),
+                });
+            }
+        }
+        for p in dispatch_order(ready) {
+            if self.in_flight >= self.cfg.flow.max_in_flight {
+                break;
+            }
+            let regions = self.head_regions(p);
+            let cap = self.cfg.flow.max_in_flight_per_region;
+            if regions
+                .iter()
+                .any(|r| self.region_in_flight.get(r).copied().unwrap_or(0) >= cap)
+            {
+                continue;
+            }
+            self.start_batch(p, regions);
+        }
+    }
+
+    /// The regions (message keys) of the partition's next batch.
+    fn head_regions(&self, p: i32) -> Vec<String> {
+        let st = &self.parts[&p];
+        let n = self.sizing.next(&st.aimd, st.buffer.head_type()).size;
+        let mut regions: Vec<String> = st
+            .buffer
+            .head(n)
+            .filter_map(|i| {
+                i.raw
+                    .key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        regions.sort();
+        regions
+    }
+
+    fn start_batch(&mut self, p: i32, regions: Vec<String>) {
+        let cfg = self.cfg.clone();
+        let st = self.parts.get_mut(&p).expect("ready partition exists");
+        let next = self.sizing.next(&st.aimd, st.buffer.head_type());
+        let items = st.buffer.cut(next.size);
+        let n = items.len();
+        let was_full = n >= next.size;
+        let cancel = CancellationToken::new();
+        for r in &regions {
+            *self.region_in_flight.entry(r.clone()).or_default() += 1;
+        }
+        st.phase = Phase::Busy(InFlight {
+            records: n,
+            cancel: cancel.clone(),
+            regions,
+        });
+        self.in_flight += 1;
+        metrics::in_flight(self.in_flight);
+        metrics::buffered(p, st.buffer.len());
+
+        let key = PartitionKey {
+            group: cfg.kafka.group_id.clone(),
+            topic: cfg.kafka.source_topic.clone(),
+            partition: p,
+        };
+        let k = &mut st.kafka;
+        let prepared = apply::build(
+            &cfg,
+            key,
+            items,
+            k.confirmed,
+            k.db_watermark,
+            k.outbox_dirty.then_some(k.confirmed),
+        );
+        k.outbox_dirty = false;
+        let batch = prepared.batch;
+        let ctx = self.ctx.clone();
+        let span = tracing::info_span!("batch", batch_id = %batch.batch_id, partition = p, first_offset = batch.first_offset, last_offset = batch.last_offset, records = n);
+        tokio::spawn(
+            async move {
+                let result = apply::run_batch(&ctx, batch, prepared.rejected, cancel).await;
+                let _ = ctx.completions.send(Completion::Done {
+                    partition: p,
+                    size: n,
+                    was_full,
+                    ceiling: next.ceiling,
+                    result,
+                });
+            }
+            .instrument(span),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ready(partition: i32, high: bool, waited_ms: u64, now: Instant) -> Ready {
+        Ready {
+            partition,
+            high,
+            since: now - Duration::from_millis(waited_ms),
+        }
+    }
+
+    #[test]
+    fn partitions_with_high_priority_records_go_first_then_the_longest_waiting() {
+        let now = Instant::now();
+        let order = dispatch_order(vec![
+            ready(0, false, 900, now),
+            ready(1, true, 10, now),
+            ready(2, false, 50, now),
+            ready(3, true, 400, now),
+            ready(4, false, 900, now),
+        ]);
+        assert_eq!(order, vec![3, 1, 0, 4, 2]);
+    }
+
+    /// With one free slot per round and a partition that always has high
+    /// records, the high partition gets every slot; standard partitions
+    /// take turns by waiting time, so each one gets a slot within as many
+    /// rounds as there are standard partitions once the high work is done.
+    #[test]
+    fn a_high_partition_is_never_queued_behind_a_standard_backlog() {
+        let start = Instant::now();
+        let mut since: BTreeMap<i32, Instant> = (0..8).map(|p| (p, start)).collect();
+        let mut served = Vec::new();
+        for round in 0..16u64 {
+            let now = start + Duration::from_millis(100 * (round + 1));
+            // Partition 7 gets high records for the first 8 rounds.
+            let cands = since
+                .iter()
+                .map(|(p, s)| Ready {
+                    partition: *p,
+                    high: *p == 7 && round < 8,
+                    since: *s,
+                })
+                .collect();
+            let p = dispatch_order(cands)[0];
+            served.push(p);
+            since.insert(p, now);
+        }
+        assert!(served[..8].iter().all(|p| *p == 7), "{served:?}");
+        let mut rest = served[8..].to_vec();
+        rest.sort();
+        assert_eq!(
+            rest,
+            (0..8).collect::<Vec<_>>(),
+            "then every partition in turn"
+        );
+    }
+}
