@@ -2,6 +2,10 @@
 //! city and district levels (省/自治区 + 市/自治州/地区/盟 + 区/县/市/旗, or a
 //! municipality 北京市/上海市/天津市/重庆市 followed by its 区/县).
 
+use super::columns::{Column, Value};
+use super::model::Event;
+use super::rules::{Findings, RuleError, rule};
+
 const MUNICIPALITIES: [&str; 4] = ["北京市", "上海市", "天津市", "重庆市"];
 const SARS: [&str; 2] = ["香港特别行政区", "澳门特别行政区"];
 
@@ -47,6 +51,35 @@ pub fn check_levels(addr: &str) -> Result<(), String> {
 
 pub fn in_china(lat: f64, lon: f64) -> bool {
     (LAT_RANGE.0..=LAT_RANGE.1).contains(&lat) && (LON_RANGE.0..=LON_RANGE.1).contains(&lon)
+}
+
+/// The address rules: the standardised address has all three levels, the
+/// coordinates lie in China.
+pub(super) fn apply_rules(e: &Event, found: &mut Findings) -> Result<(), RuleError> {
+    let g = &e.governance_result;
+    let std_addr = g.standardized_address.as_deref().unwrap_or_default();
+    check_levels(std_addr).map_err(|m| {
+        rule(
+            "governance_result.standardized_address",
+            format!("the standardised address {m}"),
+        )
+    })?;
+    if let Some(geo) = &g.geocoding_result
+        && let (Some(lat), Some(lon)) = (geo.latitude, geo.longitude)
+        && !in_china(lat, lon)
+    {
+        return Err(rule(
+            "governance_result.geocoding_result",
+            format!("({lat}, {lon}) is outside China's bounds"),
+        ));
+    }
+    if let Some(a) = &e.original_data.address {
+        found
+            .seen_values
+            .push((Column::Address, Value::Text(a.clone())));
+    }
+    found.data_value = Some((Column::Address, Value::Text(std_addr.trim().to_string())));
+    Ok(())
 }
 
 #[cfg(test)]

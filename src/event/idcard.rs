@@ -4,7 +4,11 @@
 //! 8-digit birth date, a 3-digit sequence and a check character computed
 //! over the first 17 digits (ISO 7064 MOD 11-2).
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+
+use super::columns::{Column, Value};
+use super::model::{CheckResult, Event, OperationType};
+use super::rules::{Findings, RuleError, RuleSet, rule};
 
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const CHECK_CHARS: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
@@ -144,6 +148,88 @@ fn age_at(born: NaiveDate, at: NaiveDate) -> u32 {
         years -= 1;
     }
     years.max(0) as u32
+}
+
+/// The ID-card rules: govsync's own GB 11643 check against the engine's
+/// verdict, and the suggested correction (never applied, always reviewed).
+pub(super) fn apply_rules(
+    e: &Event,
+    rules: &RuleSet,
+    governed_at: DateTime<Utc>,
+    found: &mut Findings,
+) -> Result<(), RuleError> {
+    let g = &e.governance_result;
+    let op = e.sync_operation.operation_type;
+    let id = e
+        .original_data
+        .id_card
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase();
+    let county = if rules.id_card_region_match {
+        e.county_code.as_deref()
+    } else {
+        None
+    };
+    let findings = check(&id, county, governed_at.date_naive(), rules.id_card_max_age);
+    let engine_passed = g.checksum_validation == Some(CheckResult::Passed)
+        && g.format_check != Some(CheckResult::Failed);
+    if !engine_passed && op != OperationType::FlagForReview {
+        return Err(rule(
+            "governance_result.checksum_validation",
+            format!(
+                "the engine found the number invalid, so the operation must be flag_for_review, not {}",
+                op.as_str()
+            ),
+        ));
+    }
+    let described: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+    if engine_passed && !findings.is_empty() {
+        found.hold.push(format!(
+            "the engine says the ID number is valid but govsync's check disagrees: {}",
+            described.join("; ")
+        ));
+    } else if !engine_passed && !described.is_empty() {
+        found.flag.push(format!(
+            "govsync's check of the ID number: {}",
+            described.join("; ")
+        ));
+    } else if !engine_passed {
+        found
+            .hold
+            .push("the engine says the ID number is invalid but it passes govsync's check".into());
+    }
+    if findings.contains(&IdFinding::Legacy15) && found.hold.is_empty() && found.flag.is_empty() {
+        found
+            .hold
+            .push("15-digit legacy number: not applied".into());
+    }
+    if let Some(corr) = &g.suggested_correction {
+        let corr_findings = check(
+            corr,
+            county,
+            governed_at.date_naive(),
+            rules.id_card_max_age,
+        );
+        let note = if corr_findings.is_empty() {
+            "passes govsync's check".to_string()
+        } else {
+            let f: Vec<String> = corr_findings.iter().map(|f| f.to_string()).collect();
+            format!("fails govsync's check: {}", f.join("; "))
+        };
+        let reason = format!("suggested correction (never applied automatically) {note}");
+        if op == OperationType::FlagForReview || !found.flag.is_empty() {
+            found.flag.push(reason);
+        } else {
+            found.hold.push(reason);
+        }
+    }
+    found
+        .seen_values
+        .push((Column::IdCard, Value::Text(id.clone())));
+    found.data_value = Some((Column::IdCard, Value::Text(id)));
+    Ok(())
 }
 
 #[cfg(test)]

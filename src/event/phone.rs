@@ -4,6 +4,10 @@
 
 use phonenumber::{Type, country};
 
+use super::columns::{Column, Value};
+use super::model::{Event, FormatValidation, OperationType};
+use super::rules::{Findings, RuleError, rule};
+
 /// The national significant number (11 digits) of a valid mainland mobile
 /// number, or what is wrong with it.
 pub fn normalize_mobile(raw: &str) -> Result<String, String> {
@@ -22,6 +26,37 @@ pub fn normalize_mobile(raw: &str) -> Result<String, String> {
         Type::Mobile | Type::FixedLineOrMobile => Ok(parsed.national().value().to_string()),
         other => Err(format!("a {other:?} number, expected a mobile number")),
     }
+}
+
+/// The phone rules: govsync's own check of the number against the
+/// engine's verdict.
+pub(super) fn apply_rules(e: &Event, found: &mut Findings) -> Result<(), RuleError> {
+    let op = e.sync_operation.operation_type;
+    let raw = e.original_data.phone.as_deref().unwrap_or_default();
+    let checked = normalize_mobile(raw);
+    let engine_valid = e.governance_result.format_validation != Some(FormatValidation::Invalid);
+    if !engine_valid && op != OperationType::FlagForReview {
+        return Err(rule(
+            "governance_result.format_validation",
+            format!(
+                "the engine found the number invalid, so the operation must be flag_for_review, not {}",
+                op.as_str()
+            ),
+        ));
+    }
+    found
+        .seen_values
+        .push((Column::Phone, Value::Text(raw.to_string())));
+    match checked {
+        Ok(national) => found.data_value = Some((Column::Phone, Value::Text(national))),
+        Err(why) if engine_valid => found.hold.push(format!(
+            "the engine says the phone number is valid but govsync's check disagrees: {why}"
+        )),
+        Err(why) => found
+            .flag
+            .push(format!("govsync's check of the phone number: {why}")),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use super::columns::{Column, Value};
-use super::model::{CheckResult, DataType, Event, FormatValidation, OperationType, Priority};
+use super::model::{CheckResult, DataType, Event, OperationType, Priority};
 use super::{address, idcard, phone};
 
 /// The rule settings (from `[rules]` in the config).
@@ -50,7 +50,7 @@ pub struct RuleError {
     pub message: String,
 }
 
-fn rule(field: impl Into<String>, message: impl Into<String>) -> RuleError {
+pub(super) fn rule(field: impl Into<String>, message: impl Into<String>) -> RuleError {
     RuleError {
         field: field.into(),
         message: message.into(),
@@ -130,6 +130,103 @@ pub fn check(e: &Event, rules: &RuleSet) -> Verdict {
 }
 
 fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
+    let (governed_at, seen_last_update) = times(e, rules)?;
+    let op = e.sync_operation.operation_type;
+    let targets = target_columns(e, rules)?;
+
+    let mut found = Findings::default();
+    if op == OperationType::FlagForReview {
+        found
+            .flag
+            .push("the governance engine asked for review (flag_for_review)".to_string());
+    } else if e.sync_operation.requires_manual_review == Some(true) {
+        found
+            .flag
+            .push("the governance engine asked for manual review".to_string());
+    }
+    match e.data_type {
+        DataType::Address => address::apply_rules(e, &mut found)?,
+        DataType::IdCard => idcard::apply_rules(e, rules, governed_at, &mut found)?,
+        DataType::Phone => phone::apply_rules(e, &mut found)?,
+    }
+    let Findings {
+        seen_values,
+        data_value,
+        flag: flag_reasons,
+        hold: mut hold_reasons,
+    } = found;
+
+    let disposition = if !hold_reasons.is_empty() {
+        hold_reasons.extend(flag_reasons);
+        Disposition::Hold(hold_reasons)
+    } else if !flag_reasons.is_empty() {
+        Disposition::Flag(flag_reasons)
+    } else {
+        Disposition::Apply
+    };
+
+    // The value of each column this disposition writes.
+    let mut writes = Vec::with_capacity(targets.len());
+    for col in targets {
+        let wanted = match &disposition {
+            Disposition::Apply => true,
+            Disposition::Flag(_) => col.is_metadata(),
+            Disposition::Hold(_) => false,
+        };
+        if !wanted {
+            continue;
+        }
+        match column_value(e, col, &data_value, &disposition, governed_at) {
+            Some(v) => writes.push((col, v)),
+            None => {
+                return Err(rule(
+                    "sync_operation.target_fields",
+                    format!("`{col}` is a target but the event carries no value for it"),
+                ));
+            }
+        }
+    }
+
+    let g = &e.governance_result;
+    let o = &e.original_data;
+    let after_score = g.quality_score.or(g.confidence_score);
+    Ok(Checked {
+        event_id: e.event_id.clone(),
+        customer_id: e.customer_id.clone(),
+        region_code: e.region_code.clone(),
+        data_type: e.data_type,
+        operation: op,
+        priority: e.priority.unwrap_or_default(),
+        governed_at,
+        seen_last_update,
+        writes,
+        seen_values,
+        name: o.name.clone(),
+        disposition,
+        review_priority: e.sync_operation.review_priority,
+        quality_gain: match (o.quality_score, after_score) {
+            (Some(b), Some(a)) => Some(a - b),
+            _ => None,
+        },
+    })
+}
+
+/// What a data type's own rules found (see `apply_rules` in address.rs,
+/// idcard.rs and phone.rs).
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    /// The row's values as the engine saw them (merge policy).
+    pub seen_values: Vec<(Column, Value)>,
+    /// The data value the event would write (address, ID or phone number).
+    pub data_value: Option<(Column, Value)>,
+    /// Reasons to write only the metadata columns and send to review.
+    pub flag: Vec<String>,
+    /// Reasons to write nothing and send to review.
+    pub hold: Vec<String>,
+}
+
+/// `governed_at`, and the row's last update as the engine saw it.
+fn times(e: &Event, rules: &RuleSet) -> Result<(DateTime<Utc>, Option<DateTime<Utc>>), RuleError> {
     let governed_at = DateTime::parse_from_rfc3339(&e.governed_at)
         .map_err(|_| {
             rule(
@@ -158,8 +255,11 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
             ),
         ));
     }
+    Ok((governed_at, seen_last_update))
+}
 
-    // Target fields: known columns, inside the data type's allow-list.
+/// Target fields: known columns, inside the data type's allow-list.
+fn target_columns(e: &Event, rules: &RuleSet) -> Result<Vec<Column>, RuleError> {
     let allow = rules
         .allow
         .get(&e.data_type)
@@ -183,234 +283,63 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
         }
         targets.push(col);
     }
+    Ok(targets)
+}
 
-    let mut flag_reasons = Vec::new();
-    let mut hold_reasons = Vec::new();
-    if op == OperationType::FlagForReview {
-        flag_reasons.push("the governance engine asked for review (flag_for_review)".to_string());
-    } else if e.sync_operation.requires_manual_review == Some(true) {
-        flag_reasons.push("the governance engine asked for manual review".to_string());
-    }
-
+/// The value the event carries for `col`, if any.
+fn column_value(
+    e: &Event,
+    col: Column,
+    data_value: &Option<(Column, Value)>,
+    disposition: &Disposition,
+    governed_at: DateTime<Utc>,
+) -> Option<Value> {
     let g = &e.governance_result;
-    let o = &e.original_data;
-    let mut seen_values = Vec::new();
-    let mut data_value: Option<(Column, Value)> = None;
-    match e.data_type {
-        DataType::Address => {
-            let std_addr = g.standardized_address.as_deref().unwrap_or_default();
-            address::check_levels(std_addr).map_err(|m| {
-                rule(
-                    "governance_result.standardized_address",
-                    format!("the standardised address {m}"),
-                )
-            })?;
-            if let Some(geo) = &g.geocoding_result
-                && let (Some(lat), Some(lon)) = (geo.latitude, geo.longitude)
-                && !address::in_china(lat, lon)
-            {
-                return Err(rule(
-                    "governance_result.geocoding_result",
-                    format!("({lat}, {lon}) is outside China's bounds"),
-                ));
-            }
-            if let Some(a) = &o.address {
-                seen_values.push((Column::Address, Value::Text(a.clone())));
-            }
-            data_value = Some((Column::Address, Value::Text(std_addr.trim().to_string())));
-        }
-        DataType::IdCard => {
-            let id = o
-                .id_card
-                .as_deref()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_uppercase();
-            let county = if rules.id_card_region_match {
-                e.county_code.as_deref()
-            } else {
-                None
-            };
-            let findings =
-                idcard::check(&id, county, governed_at.date_naive(), rules.id_card_max_age);
-            let engine_passed = g.checksum_validation == Some(CheckResult::Passed)
-                && g.format_check != Some(CheckResult::Failed);
-            if !engine_passed && op != OperationType::FlagForReview {
-                return Err(rule(
-                    "governance_result.checksum_validation",
-                    format!(
-                        "the engine found the number invalid, so the operation must be flag_for_review, not {}",
-                        op.as_str()
-                    ),
-                ));
-            }
-            let found: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
-            if engine_passed && !findings.is_empty() {
-                hold_reasons.push(format!(
-                    "the engine says the ID number is valid but govsync's check disagrees: {}",
-                    found.join("; ")
-                ));
-            } else if !engine_passed && !found.is_empty() {
-                flag_reasons.push(format!(
-                    "govsync's check of the ID number: {}",
-                    found.join("; ")
-                ));
-            } else if !engine_passed {
-                hold_reasons.push(
-                    "the engine says the ID number is invalid but it passes govsync's check".into(),
-                );
-            }
-            if findings.contains(&idcard::IdFinding::Legacy15)
-                && hold_reasons.is_empty()
-                && flag_reasons.is_empty()
-            {
-                hold_reasons.push("15-digit legacy number: not applied".into());
-            }
-            if let Some(corr) = &g.suggested_correction {
-                let corr_findings = idcard::check(
-                    corr,
-                    county,
-                    governed_at.date_naive(),
-                    rules.id_card_max_age,
-                );
-                let note = if corr_findings.is_empty() {
-                    "passes govsync's check".to_string()
-                } else {
-                    let f: Vec<String> = corr_findings.iter().map(|f| f.to_string()).collect();
-                    format!("fails govsync's check: {}", f.join("; "))
-                };
-                let reason = format!("suggested correction (never applied automatically) {note}");
-                if op == OperationType::FlagForReview || !flag_reasons.is_empty() {
-                    flag_reasons.push(reason);
-                } else {
-                    hold_reasons.push(reason);
-                }
-            }
-            seen_values.push((Column::IdCard, Value::Text(id.clone())));
-            data_value = Some((Column::IdCard, Value::Text(id)));
-        }
-        DataType::Phone => {
-            let raw = o.phone.as_deref().unwrap_or_default();
-            let checked = phone::normalize_mobile(raw);
-            let engine_valid = g.format_validation != Some(FormatValidation::Invalid);
-            if !engine_valid && op != OperationType::FlagForReview {
-                return Err(rule(
-                    "governance_result.format_validation",
-                    format!(
-                        "the engine found the number invalid, so the operation must be flag_for_review, not {}",
-                        op.as_str()
-                    ),
-                ));
-            }
-            seen_values.push((Column::Phone, Value::Text(raw.to_string())));
-            match checked {
-                Ok(national) => data_value = Some((Column::Phone, Value::Text(national))),
-                Err(why) if engine_valid => hold_reasons.push(format!(
-                    "the engine says the phone number is valid but govsync's check disagrees: {why}"
-                )),
-                Err(why) => {
-                    flag_reasons.push(format!("govsync's check of the phone number: {why}"))
-                }
-            }
-        }
-    }
-
-    let disposition = if !hold_reasons.is_empty() {
-        hold_reasons.extend(flag_reasons);
-        Disposition::Hold(hold_reasons)
-    } else if !flag_reasons.is_empty() {
-        Disposition::Flag(flag_reasons)
-    } else {
-        Disposition::Apply
-    };
-
-    // The value of each column this disposition writes.
-    let mut writes = Vec::with_capacity(targets.len());
-    for col in targets {
-        let wanted = match &disposition {
-            Disposition::Apply => true,
-            Disposition::Flag(_) => col.is_metadata(),
-            Disposition::Hold(_) => false,
-        };
-        if !wanted {
-            continue;
-        }
-        let v = match col {
-            Column::Address | Column::IdCard | Column::Phone => match &data_value {
-                Some((c, v)) if *c == col => Some(v.clone()),
-                _ => None,
-            },
-            Column::GeoLat => g
-                .geocoding_result
-                .as_ref()
-                .and_then(|x| x.latitude)
-                .map(Value::Float),
-            Column::GeoLon => g
-                .geocoding_result
-                .as_ref()
-                .and_then(|x| x.longitude)
-                .map(Value::Float),
-            Column::GeoAccuracy => g
-                .geocoding_result
-                .as_ref()
-                .and_then(|x| x.accuracy.clone())
-                .map(Value::Text),
-            Column::CarrierInfo => g
-                .carrier_info
-                .as_ref()
-                .map(|m| Value::Text(serde_json::Value::Object(m.clone()).to_string())),
-            Column::QualityScore => g.quality_score.or(g.confidence_score).map(Value::Float),
-            Column::ValidationStatus => g
-                .validation_status
-                .clone()
-                .or_else(|| g.format_validation.map(|f| format!("{f:?}").to_lowercase()))
-                .or_else(|| {
-                    g.checksum_validation.map(|c| {
-                        if c == CheckResult::Passed {
-                            "valid"
-                        } else {
-                            "invalid"
-                        }
-                        .to_string()
-                    })
-                })
-                .map(Value::Text),
-            Column::ReviewFlag => Some(Value::Bool(matches!(disposition, Disposition::Flag(_)))),
-            Column::ReviewPriority => e
-                .sync_operation
-                .review_priority
-                .map(|p| Value::Text(p.as_str().to_string())),
-            Column::LastGovernanceTime => Some(Value::Time(governed_at)),
-        };
-        match v {
-            Some(v) => writes.push((col, v)),
-            None => {
-                return Err(rule(
-                    "sync_operation.target_fields",
-                    format!("`{col}` is a target but the event carries no value for it"),
-                ));
-            }
-        }
-    }
-
-    let after_score = g.quality_score.or(g.confidence_score);
-    Ok(Checked {
-        event_id: e.event_id.clone(),
-        customer_id: e.customer_id.clone(),
-        region_code: e.region_code.clone(),
-        data_type: e.data_type,
-        operation: op,
-        priority: e.priority.unwrap_or_default(),
-        governed_at,
-        seen_last_update,
-        writes,
-        seen_values,
-        name: o.name.clone(),
-        disposition,
-        review_priority: e.sync_operation.review_priority,
-        quality_gain: match (o.quality_score, after_score) {
-            (Some(b), Some(a)) => Some(a - b),
+    match col {
+        Column::Address | Column::IdCard | Column::Phone => match data_value {
+            Some((c, v)) if *c == col => Some(v.clone()),
             _ => None,
         },
-    })
+        Column::GeoLat => g
+            .geocoding_result
+            .as_ref()
+            .and_then(|x| x.latitude)
+            .map(Value::Float),
+        Column::GeoLon => g
+            .geocoding_result
+            .as_ref()
+            .and_then(|x| x.longitude)
+            .map(Value::Float),
+        Column::GeoAccuracy => g
+            .geocoding_result
+            .as_ref()
+            .and_then(|x| x.accuracy.clone())
+            .map(Value::Text),
+        Column::CarrierInfo => g
+            .carrier_info
+            .as_ref()
+            .map(|m| Value::Text(serde_json::Value::Object(m.clone()).to_string())),
+        Column::QualityScore => g.quality_score.or(g.confidence_score).map(Value::Float),
+        Column::ValidationStatus => g
+            .validation_status
+            .clone()
+            .or_else(|| g.format_validation.map(|f| format!("{f:?}").to_lowercase()))
+            .or_else(|| {
+                g.checksum_validation.map(|c| {
+                    if c == CheckResult::Passed {
+                        "valid"
+                    } else {
+                        "invalid"
+                    }
+                    .to_string()
+                })
+            })
+            .map(Value::Text),
+        Column::ReviewFlag => Some(Value::Bool(matches!(disposition, Disposition::Flag(_)))),
+        Column::ReviewPriority => e
+            .sync_operation
+            .review_priority
+            .map(|p| Value::Text(p.as_str().to_string())),
+        Column::LastGovernanceTime => Some(Value::Time(governed_at)),
+    }
 }
