@@ -99,6 +99,26 @@ fn classify_serde_error(
     DecodeError::schema(path, message)
 }
 
+/// The data type and region of an event that broke the schema elsewhere,
+/// where they can be read and are themselves valid (they become metric
+/// labels and dead-letter headers, so nothing else is taken).
+pub fn labels(bytes: &[u8]) -> (Option<DataType>, Option<String>) {
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        return (None, None);
+    };
+    let data_type = obj
+        .get("data_type")
+        .and_then(|v| v.as_str())
+        .and_then(DataType::parse);
+    let region = obj
+        .get("region_code")
+        .and_then(|v| v.as_str())
+        .filter(|r| matches(Pat::Digits(2, 6), r))
+        .map(str::to_string);
+    (data_type, region)
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -550,6 +570,22 @@ fn check_structure(e: &Event) -> Result<(), DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_schema_error_keeps_the_labels_it_can_read() {
+        let bad = br#"{"schema_version":1,"data_type":"phone","region_code":"3201","event_id":7}"#;
+        assert!(matches!(
+            decode(bad, 1 << 20),
+            Err(DecodeError::Schema { .. })
+        ));
+        assert_eq!(
+            labels(bad),
+            (Some(DataType::Phone), Some("3201".to_string()))
+        );
+        let odd = br#"{"data_type":"fax","region_code":"32 01; DROP"}"#;
+        assert_eq!(labels(odd), (None, None), "only valid values become labels");
+        assert_eq!(labels(b"[1,2]"), (None, None));
+    }
+
     use super::*;
 
     #[test]

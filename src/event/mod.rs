@@ -54,10 +54,16 @@ pub fn decode_and_check(
     max_bytes: usize,
     rules: &RuleSet,
 ) -> Result<Checked, Rejected> {
-    let event = decode(bytes, max_bytes).map_err(|e| Rejected {
-        rejection: Rejection::Decode(e),
-        data_type: None,
-        region: None,
+    let event = decode(bytes, max_bytes).map_err(|e| {
+        let (data_type, region) = match &e {
+            DecodeError::Schema { .. } => decode::labels(bytes),
+            _ => (None, None),
+        };
+        Rejected {
+            rejection: Rejection::Decode(e),
+            data_type,
+            region,
+        }
     })?;
     match rules::check(&event, rules) {
         Verdict::Checked(c) => Ok(*c),
@@ -66,5 +72,27 @@ pub fn decode_and_check(
             data_type: Some(event.data_type),
             region: Some(event.region_code),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema error whose data type and region are readable keeps them
+    /// (dead-letter headers, `dlq inspect`, metric labels); before, every
+    /// schema error was labelled "unknown".
+    #[test]
+    fn schema_rejections_carry_the_readable_labels() {
+        let mut event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../schemas/examples/01-address-update.json"
+        ))
+        .expect("example event");
+        event["priority"] = serde_json::json!("urgent");
+        let bytes = serde_json::to_vec(&event).unwrap();
+        let r = decode_and_check(&bytes, 1 << 20, &RuleSet::default()).unwrap_err();
+        assert_eq!(r.rejection.class(), "schema");
+        assert_eq!(r.data_type, Some(DataType::Address));
+        assert_eq!(r.region.as_deref(), Some("3201"));
     }
 }
