@@ -128,6 +128,12 @@ impl Progress {
     }
 }
 
+impl crate::telemetry::http::Readiness for Progress {
+    fn partitions_assigned(&self) -> usize {
+        self.assigned.load(Ordering::Relaxed)
+    }
+}
+
 /// Runs the processor until `shutdown` is cancelled (or the consumer
 /// fails). In-flight batches are finished; buffered records are left for
 /// the next run (their offsets were not committed).

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -20,10 +19,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sink::Database;
 
+/// What `/readyz` asks the processor.
+pub trait Readiness: Send + Sync {
+    /// Source partitions assigned to this instance now.
+    fn partitions_assigned(&self) -> usize;
+}
+
 /// What `/readyz` looks at.
 pub struct Health {
-    /// The pipeline's live counters (partitions assigned).
-    pub progress: Arc<crate::pipeline::Progress>,
+    /// The processor (the pipeline's live counters).
+    pub progress: Arc<dyn Readiness>,
     pub db: Arc<dyn Database>,
 }
 
@@ -72,7 +77,7 @@ async fn route(path: &str, handle: &PrometheusHandle, health: &Health) -> Respon
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => {
-            let assigned = health.progress.assigned.load(Ordering::Relaxed);
+            let assigned = health.progress.partitions_assigned();
             let db = tokio::time::timeout(Duration::from_secs(2), health.db.ping()).await;
             match (assigned, db) {
                 (0, _) => reply(
