@@ -1,0 +1,554 @@
+//! Bind values, built by pure functions in the order of the placeholders of
+//! [`super::sql`]'s texts, each with the Oracle type it is bound as; and
+//! [`check_storable`], which rejects a row Oracle cannot store before any
+//! SQL runs.
+
+use chrono::{DateTime, Utc};
+use oracle::sql_type::{OracleType, ToSql};
+use oracle::{Connection, SqlValue};
+
+use crate::event::{Column, Row};
+use crate::message::{OutMessage, encode_headers};
+use crate::sink::plan::RowWrite;
+use crate::sink::{BatchFilter, LedgerEntry, LogEntry, PartitionKey, SinkError, SinkResult};
+
+/// Longest string bound as VARCHAR2 into a CLOB column, and longest value
+/// bound as RAW into a BLOB column; longer ones are LONG / LONG RAW binds.
+/// The crate rounds bind buffers up to a power of two, and a buffer over
+/// 4000 bytes (VARCHAR2) or 2000 bytes (RAW) would already be a LONG bind:
+/// these limits keep inline binds inline.
+const MAX_INLINE_TEXT: usize = 2000;
+const MAX_INLINE_RAW: usize = 1024;
+/// The largest VARCHAR2 bind (bytes); a longer value for a VARCHAR2 column
+/// cannot fit whatever the column.
+const MAX_VARCHAR2_BIND: usize = 32767;
+
+/// One bind value, with the Oracle type it is bound as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    /// A VARCHAR2 column.
+    Str(Option<String>),
+    /// A CLOB column: inline VARCHAR2 when short, LONG when long.
+    Text(Option<String>),
+    /// A BLOB column: inline RAW when short, LONG RAW when long.
+    Bytes(Option<Vec<u8>>),
+    Int(Option<i64>),
+    /// BINARY_DOUBLE: the exact IEEE value.
+    Double(Option<f64>),
+    /// TIMESTAMP WITH TIME ZONE, UTC.
+    Time(Option<DateTime<Utc>>),
+}
+
+/// A statement's binds: (placeholder without `:`, value).
+pub type Binds = Vec<(&'static str, Bind)>;
+
+pub(super) fn s(v: &str) -> Bind {
+    Bind::Str(Some(v.to_string()))
+}
+fn os(v: &Option<String>) -> Bind {
+    Bind::Str(v.clone())
+}
+pub(super) fn int(v: impl Into<i64>) -> Bind {
+    Bind::Int(Some(v.into()))
+}
+
+impl Bind {
+    /// Byte length of the value (0 for NULL and fixed-size types).
+    fn len(&self) -> usize {
+        match self {
+            Bind::Str(Some(v)) | Bind::Text(Some(v)) => v.len(),
+            Bind::Bytes(Some(v)) => v.len(),
+            _ => 0,
+        }
+    }
+
+    /// The Oracle type for a column whose longest value is `max_len` bytes.
+    fn oracle_type(&self, max_len: usize) -> OracleType {
+        let n = max_len.max(1) as u32;
+        match self {
+            Bind::Str(_) => OracleType::Varchar2(n),
+            Bind::Text(_) if max_len <= MAX_INLINE_TEXT => OracleType::Varchar2(n),
+            Bind::Text(_) => OracleType::Long,
+            Bind::Bytes(_) if max_len <= MAX_INLINE_RAW => OracleType::Raw(n),
+            Bind::Bytes(_) => OracleType::LongRaw,
+            Bind::Int(_) => OracleType::Int64,
+            Bind::Double(_) => OracleType::BinaryDouble,
+            Bind::Time(_) => OracleType::TimestampTZ(6),
+        }
+    }
+}
+
+impl ToSql for Bind {
+    fn oratype(&self, _conn: &Connection) -> oracle::Result<OracleType> {
+        Ok(self.oracle_type(self.len()))
+    }
+
+    fn to_sql(&self, val: &mut SqlValue) -> oracle::Result<()> {
+        match self {
+            Bind::Str(v) | Bind::Text(v) => v.to_sql(val),
+            Bind::Bytes(v) => v.to_sql(val),
+            Bind::Int(v) => v.to_sql(val),
+            Bind::Double(v) => v.to_sql(val),
+            Bind::Time(v) => v.to_sql(val),
+        }
+    }
+}
+
+/// The Oracle type of each column of an array DML, from its longest value.
+pub fn column_types(rows: &[Binds]) -> Vec<OracleType> {
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, (_, b))| {
+            let max = rows.iter().map(|r| r[i].1.len()).max().unwrap_or(0);
+            b.oracle_type(max)
+        })
+        .collect()
+}
+
+pub fn key_binds(key: &PartitionKey) -> Binds {
+    vec![
+        ("p_group", s(&key.group)),
+        ("p_topic", s(&key.topic)),
+        ("p_partition", int(key.partition)),
+    ]
+}
+
+pub fn outbox_read_binds(key: &PartitionKey, from: i64, to: i64) -> Binds {
+    let mut b = key_binds(key);
+    b.push(("p_from", int(from)));
+    b.push(("p_to", int(to)));
+    b
+}
+
+pub fn advance_binds(key: &PartitionKey, next: i64, batch_id: &str) -> Binds {
+    let mut b = vec![("p_next_offset", int(next)), ("p_batch_id", s(batch_id))];
+    b.extend(key_binds(key));
+    b.push(("p_upto", int(next)));
+    b
+}
+
+pub fn prune_binds(key: &PartitionKey, upto: i64) -> Binds {
+    let mut b = key_binds(key);
+    b.push(("p_upto", int(upto)));
+    b
+}
+
+/// One row per change-log entry, in `CHANGE_LOG_INSERT`'s order.
+pub fn change_log_binds(batch_id: &str, log: &[LogEntry]) -> Vec<Binds> {
+    let image = |v: &Option<String>| Bind::Text(v.clone());
+    log.iter()
+        .map(|l| {
+            vec![
+                ("p_batch_id", s(batch_id)),
+                ("p_event_id", s(&l.event_id)),
+                ("p_customer_id", s(&l.customer_id)),
+                ("p_data_type", s(l.data_type.as_str())),
+                ("p_operation", s(&l.operation)),
+                ("p_outcome", s(l.outcome)),
+                ("p_governed_at", Bind::Time(Some(l.governed_at))),
+                ("p_partition", int(l.partition)),
+                ("p_offset", int(l.offset)),
+                ("p_before_image", image(&l.before)),
+                ("p_after_image", image(&l.after)),
+            ]
+        })
+        .collect()
+}
+
+/// The written columns of a row, in the order shared by the update and
+/// the insert (after their leading binds).
+fn row_value_binds(r: &Row) -> Binds {
+    vec![
+        ("p_address", os(&r.address)),
+        ("p_geo_lat", Bind::Double(r.geo_lat)),
+        ("p_geo_lon", Bind::Double(r.geo_lon)),
+        ("p_geo_accuracy", os(&r.geo_accuracy)),
+        ("p_id_card", os(&r.id_card)),
+        ("p_phone", os(&r.phone)),
+        ("p_quality_score", Bind::Double(r.quality_score)),
+        ("p_validation_status", os(&r.validation_status)),
+        ("p_review_flag", Bind::Int(r.review_flag.map(i64::from))),
+        ("p_review_priority", os(&r.review_priority)),
+        ("p_last_governance_time", Bind::Time(r.last_governance_time)),
+        ("p_version", int(r.version)),
+        ("p_carrier_info", Bind::Text(r.carrier_info.clone())),
+    ]
+}
+
+/// One row per update, in `Sql::update_rows`' order.
+pub fn update_binds(writes: &[RowWrite]) -> Vec<Binds> {
+    writes
+        .iter()
+        .map(|w| {
+            let mut b = row_value_binds(&w.row);
+            b.push(("p_customer_id", s(&w.customer_id)));
+            b
+        })
+        .collect()
+}
+
+/// One row per insert, in `Sql::insert_rows`' order.
+pub fn insert_binds(writes: &[RowWrite]) -> Vec<Binds> {
+    writes
+        .iter()
+        .map(|w| {
+            let mut b = vec![
+                ("p_customer_id", s(&w.customer_id)),
+                ("p_name", os(&w.name)),
+            ];
+            b.extend(row_value_binds(&w.row));
+            b
+        })
+        .collect()
+}
+
+pub fn delete_binds(ids: &[String]) -> Vec<Binds> {
+    ids.iter()
+        .map(|id| vec![("p_customer_id", s(id))])
+        .collect()
+}
+
+/// One row per message, in `OUTBOX_INSERT`'s order; `seq` is the position.
+pub fn outbox_binds(
+    batch_id: &str,
+    key: &PartitionKey,
+    next_offset: i64,
+    msgs: &[OutMessage],
+) -> Vec<Binds> {
+    msgs.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            vec![
+                ("p_batch_id", s(batch_id)),
+                ("p_seq", int(i as i64)),
+                ("p_group", s(&key.group)),
+                ("p_topic", s(&key.topic)),
+                ("p_partition", int(key.partition)),
+                ("p_next_offset", int(next_offset)),
+                ("p_dest_topic", s(&m.topic)),
+                ("p_key", Bind::Bytes(m.key.clone())),
+                ("p_value", Bind::Bytes(m.payload.clone())),
+                ("p_headers", Bind::Bytes(Some(encode_headers(&m.headers)))),
+            ]
+        })
+        .collect()
+}
+
+pub fn ledger_binds(e: &LedgerEntry) -> Binds {
+    vec![
+        ("p_batch_id", s(&e.batch_id)),
+        ("p_kind", s(&e.kind)),
+        ("p_group", s(&e.group)),
+        ("p_topic", s(&e.topic)),
+        ("p_partition", int(e.partition)),
+        ("p_first_offset", int(e.first_offset)),
+        ("p_last_offset", int(e.last_offset)),
+        ("p_records", int(e.records)),
+        (
+            "p_counts",
+            s(&serde_json::to_string(&e.counts).unwrap_or_default()),
+        ),
+        ("p_started_at", Bind::Time(Some(e.started_at))),
+        ("p_duration_ms", int(e.duration_ms)),
+        ("p_attempts", int(e.attempts)),
+        ("p_status", s(&e.status)),
+    ]
+}
+
+pub fn batches_binds(f: &BatchFilter) -> Binds {
+    let topic = Bind::Str(f.topic.clone());
+    let partition = Bind::Int(f.partition.map(i64::from));
+    let status = Bind::Str(f.status.clone());
+    let since = Bind::Time(f.since);
+    let batch = Bind::Str(f.batch_id.clone());
+    vec![
+        ("p_topic", topic.clone()),
+        ("p_topic_eq", topic),
+        ("p_partition", partition.clone()),
+        ("p_partition_eq", partition),
+        ("p_status", status.clone()),
+        ("p_status_eq", status),
+        ("p_since", since.clone()),
+        ("p_since_ge", since),
+        ("p_batch_id", batch.clone()),
+        ("p_batch_id_eq", batch),
+        ("p_limit", int(if f.limit > 0 { f.limit } else { 50 })),
+    ]
+}
+
+/// Rejects, before any SQL runs, a row Oracle cannot store as written: an
+/// empty string (Oracle stores it as NULL, so the post-write verification
+/// would fail the whole batch) or a string longer than any VARCHAR2 bind.
+/// A record-level error, so the protocol's bisection dead-letters the one
+/// record that brought the value.
+pub fn check_storable(writes: &[RowWrite]) -> SinkResult<()> {
+    for w in writes {
+        if w.customer_id.is_empty() {
+            return Err(not_storable(w, "customer_id", "is empty"));
+        }
+        for col in Column::ALL {
+            let crate::event::Value::Text(v) = w.row.get(col) else {
+                continue;
+            };
+            if v.is_empty() {
+                return Err(not_storable(
+                    w,
+                    col.name(),
+                    "is an empty string, which Oracle stores as NULL",
+                ));
+            }
+            if col != Column::CarrierInfo && v.len() > MAX_VARCHAR2_BIND {
+                return Err(not_storable(
+                    w,
+                    col.name(),
+                    &format!(
+                        "holds {} bytes, more than any Oracle VARCHAR2 column",
+                        v.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn not_storable(w: &RowWrite, column: &str, what: &str) -> SinkError {
+    SinkError::Record {
+        code: None,
+        constraint: Some(column.to_string()),
+        message: format!(
+            "the value for column {column} of customer {} {what}",
+            w.customer_id
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{key, placeholders, sql, t, write};
+    use super::super::sql::*;
+    use super::*;
+    use crate::event::DataType;
+    use std::collections::{BTreeMap, HashSet};
+
+    /// Binding by position: every placeholder once, in the binds' order.
+    fn assert_binds(sql: &str, binds: &Binds) {
+        let names: Vec<&str> = binds.iter().map(|(n, _)| *n).collect();
+        let found = placeholders(sql);
+        assert_eq!(found, names, "placeholders of {sql}");
+        let unique: HashSet<&String> = found.iter().collect();
+        assert_eq!(unique.len(), found.len(), "a placeholder repeats in {sql}");
+    }
+
+    #[test]
+    fn bind_order_of_every_statement() {
+        let sql = sql();
+        let k = key();
+        assert_binds(WATERMARK_READ, &key_binds(&k));
+        assert_binds(&sql.watermark_lock, &key_binds(&k));
+        assert_binds(WATERMARK_CREATE, &key_binds(&k));
+        assert_binds(WATERMARK_ADVANCE, &advance_binds(&k, 42, "b1"));
+        assert_binds(OUTBOX_READ, &outbox_read_binds(&k, 10, 20));
+        assert_binds(OUTBOX_PRUNE, &prune_binds(&k, 7));
+        let log = vec![LogEntry {
+            event_id: "e1".into(),
+            customer_id: "C1".into(),
+            data_type: DataType::Address,
+            operation: "update".into(),
+            outcome: "applied",
+            governed_at: t("2024-01-15T02:20:00Z"),
+            before: Some(serde_json::json!({"address": "old"}).to_string()),
+            after: Some(serde_json::json!({"address": "new"}).to_string()),
+            partition: 3,
+            offset: 99,
+        }];
+        assert_binds(CHANGE_LOG_INSERT, &change_log_binds("b1", &log)[0]);
+        assert_binds(&sql.update_rows, &update_binds(&[write("C1")])[0]);
+        assert_binds(&sql.insert_rows, &insert_binds(&[write("C1")])[0]);
+        assert_binds(&sql.delete_rows, &delete_binds(&["C1".into()])[0]);
+        let msg = OutMessage {
+            topic: "review".into(),
+            key: Some(b"3201".to_vec()),
+            payload: Some(b"{}".to_vec()),
+            headers: vec![("h".into(), b"v".to_vec())],
+        };
+        assert_binds(OUTBOX_INSERT, &outbox_binds("b1", &k, 21, &[msg])[0]);
+        let ledger = LedgerEntry {
+            batch_id: "b1".into(),
+            kind: "apply".into(),
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+            first_offset: 10,
+            last_offset: 20,
+            records: 11,
+            counts: BTreeMap::from([("applied".to_string(), 11)]),
+            started_at: t("2024-01-15T02:20:00Z"),
+            duration_ms: 12,
+            attempts: 1,
+            status: "committed".into(),
+        };
+        assert_binds(LEDGER_INSERT, &ledger_binds(&ledger));
+        assert_binds(BATCHES_LIST, &batches_binds(&BatchFilter::default()));
+        assert_binds(
+            BATCH_LOG_READ,
+            &vec![("p_batch_id", Bind::Str(Some("b1".into())))],
+        );
+        assert_eq!(placeholders(BATCH_STATUS_SET), ["p_status", "p_batch_id"]);
+        assert_eq!(placeholders(&sql.batch_status_lock), ["p_batch_id"]);
+        assert_eq!(
+            placeholders(MIGRATION_RECORD),
+            ["p_set", "p_version", "p_description", "p_checksum"]
+        );
+    }
+
+    #[test]
+    fn bind_values_carry_the_row() {
+        let w = write("C1");
+        let u = &update_binds(std::slice::from_ref(&w))[0];
+        let get = |b: &Binds, name: &str| b.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(get(u, "p_customer_id"), Bind::Str(Some("C1".into())));
+        assert_eq!(get(u, "p_geo_lat"), Bind::Double(Some(32.0581)));
+        assert_eq!(get(u, "p_review_flag"), Bind::Int(Some(1)));
+        assert_eq!(get(u, "p_review_priority"), Bind::Str(None));
+        assert_eq!(get(u, "p_version"), Bind::Int(Some(4)));
+        assert_eq!(
+            get(u, "p_last_governance_time"),
+            Bind::Time(Some(t("2024-01-15T02:20:00.123456Z")))
+        );
+        // last_update belongs to the business side: never written.
+        assert!(u.iter().all(|(n, _)| !n.contains("last_update")));
+        let i = &insert_binds(&[w])[0];
+        assert_eq!(get(i, "p_name"), Bind::Str(Some("张三".into())));
+        // The CLOB column binds last in both statements.
+        assert_eq!(u[u.len() - 2].0, "p_carrier_info");
+        assert_eq!(i[i.len() - 1].0, "p_carrier_info");
+
+        let f = BatchFilter {
+            limit: 0,
+            partition: Some(2),
+            ..Default::default()
+        };
+        let b = batches_binds(&f);
+        assert_eq!(get(&b, "p_limit"), Bind::Int(Some(50)));
+        assert_eq!(get(&b, "p_partition_eq"), Bind::Int(Some(2)));
+        assert_eq!(get(&b, "p_topic"), Bind::Str(None));
+        let adv = advance_binds(&key(), 42, "b1");
+        assert_eq!(get(&adv, "p_next_offset"), get(&adv, "p_upto"));
+    }
+
+    #[test]
+    fn column_types_follow_the_longest_value() {
+        let long_text = "x".repeat(MAX_INLINE_TEXT + 1);
+        let rows: Vec<Binds> = vec![
+            vec![
+                ("a", Bind::Str(Some("abc".into()))),
+                ("b", Bind::Text(Some("short".into()))),
+                ("c", Bind::Bytes(None)),
+                ("d", Bind::Int(None)),
+                ("e", Bind::Double(Some(0.5))),
+                ("f", Bind::Time(None)),
+            ],
+            vec![
+                ("a", Bind::Str(Some("江苏".into()))),
+                ("b", Bind::Text(Some(long_text))),
+                ("c", Bind::Bytes(Some(vec![0; MAX_INLINE_RAW]))),
+                ("d", Bind::Int(Some(1))),
+                ("e", Bind::Double(None)),
+                ("f", Bind::Time(None)),
+            ],
+        ];
+        assert_eq!(
+            column_types(&rows),
+            vec![
+                OracleType::Varchar2(6),
+                OracleType::Long,
+                OracleType::Raw(MAX_INLINE_RAW as u32),
+                OracleType::Int64,
+                OracleType::BinaryDouble,
+                OracleType::TimestampTZ(6),
+            ]
+        );
+        let all_null: Vec<Binds> = vec![vec![("a", Bind::Str(None)), ("b", Bind::Bytes(None))]];
+        assert_eq!(
+            column_types(&all_null),
+            vec![OracleType::Varchar2(1), OracleType::Raw(1)]
+        );
+        let big_raw: Vec<Binds> = vec![vec![("c", Bind::Bytes(Some(vec![1; 3000])))]];
+        assert_eq!(column_types(&big_raw), vec![OracleType::LongRaw]);
+        assert!(column_types(&[]).is_empty());
+    }
+
+    /// Oracle takes a LONG bind only after every other bind that may be
+    /// long (ORA-24816): the CLOB/BLOB columns close their statements (the
+    /// update's WHERE key is short).
+    #[test]
+    fn lob_column_binds_come_last() {
+        let is_lob = |b: &Bind| matches!(b, Bind::Text(_) | Bind::Bytes(_));
+        let log = change_log_binds(
+            "b1",
+            &[LogEntry {
+                event_id: "e".into(),
+                customer_id: "C".into(),
+                data_type: DataType::Phone,
+                operation: "update".into(),
+                outcome: "applied",
+                governed_at: t("2024-01-15T02:20:00Z"),
+                before: None,
+                after: None,
+                partition: 0,
+                offset: 0,
+            }],
+        );
+        let msg = OutMessage {
+            topic: "t".into(),
+            key: None,
+            payload: None,
+            headers: vec![],
+        };
+        let mut update = update_binds(&[write("C1")]).remove(0);
+        assert_eq!(update.pop().unwrap().0, "p_customer_id");
+        for binds in [
+            log[0].clone(),
+            outbox_binds("b1", &key(), 1, &[msg])[0].clone(),
+            insert_binds(&[write("C1")])[0].clone(),
+            update,
+        ] {
+            let first = binds.iter().position(|(_, b)| is_lob(b)).unwrap();
+            assert!(
+                binds[first..].iter().all(|(_, b)| is_lob(b)),
+                "{:?}",
+                binds.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn rows_oracle_cannot_store_are_record_errors() {
+        assert!(check_storable(&[write("C1")]).is_ok());
+        let mut empty = write("C2");
+        empty.row.validation_status = Some(String::new());
+        match check_storable(&[write("C1"), empty]) {
+            Err(SinkError::Record {
+                constraint,
+                message,
+                ..
+            }) => {
+                assert_eq!(constraint.as_deref(), Some("validation_status"));
+                assert!(message.contains("C2"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut long = write("C3");
+        long.row.address = Some("x".repeat(MAX_VARCHAR2_BIND + 1));
+        assert_eq!(check_storable(&[long]).unwrap_err().class(), "record");
+        // A long CLOB value is fine: it is a LONG bind.
+        let mut clob = write("C4");
+        clob.row.carrier_info = Some("x".repeat(MAX_VARCHAR2_BIND + 1));
+        assert!(check_storable(&[clob]).is_ok());
+    }
+}
