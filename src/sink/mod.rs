@@ -15,6 +15,7 @@ pub mod plan;
 pub mod postgres;
 pub mod protocol;
 pub mod sqlite;
+pub mod sqlx_common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

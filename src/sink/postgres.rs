@@ -6,21 +6,19 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Row as _, Transaction};
 
 use super::plan::RowWrite;
-use super::{
-    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError,
-    SinkResult, Tx, migrate,
-};
+use super::sqlx_common::{Arg, Dialect, SqlxDatabase};
+use super::{LogEntry, PartitionKey, SinkError, SinkResult, migrate};
 use crate::config::DatabaseConfig;
 use crate::event::{DataType, Row};
-use crate::message::{OutMessage, decode_headers, encode_headers};
+use crate::message::{OutMessage, encode_headers};
 
 /// SQL texts that name the (configurable) target table, built once.
 #[derive(Debug)]
-struct Sql {
+pub struct Sql {
     lock_rows: String,
     read_rows: String,
     update: String,
@@ -61,13 +59,8 @@ impl Sql {
     }
 }
 
-/// Upper bound for closing the pool.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-pub struct PgDatabase {
-    pool: PgPool,
-    sql: std::sync::Arc<Sql>,
-}
+/// The PostgreSQL sink.
+pub type PgDatabase = SqlxDatabase<Postgres>;
 
 impl PgDatabase {
     pub async fn connect(cfg: &DatabaseConfig) -> SinkResult<Self> {
@@ -110,14 +103,7 @@ impl PgDatabase {
                 })
             })
             .connect_lazy_with(opts);
-        Ok(PgDatabase {
-            pool,
-            sql: std::sync::Arc::new(Sql::new(&cfg.target_table)),
-        })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        Ok(SqlxDatabase::new(pool, Sql::new(&cfg.target_table)))
     }
 }
 
@@ -208,102 +194,101 @@ impl RowArrays {
     }
 }
 
-pub struct PgTx {
-    tx: Transaction<'static, Postgres>,
-    sql: std::sync::Arc<Sql>,
-}
-
 #[async_trait]
-impl Tx for PgTx {
-    async fn lock_watermark(&mut self, key: &PartitionKey) -> SinkResult<i64> {
-        let select = "SELECT next_offset FROM govsync_watermark \
-                      WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3 FOR UPDATE";
-        let found: Option<i64> = sqlx::query_scalar(select)
-            .bind(&key.group)
-            .bind(&key.topic)
-            .bind(key.partition)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        if let Some(w) = found {
-            return Ok(w);
+impl Dialect for Postgres {
+    const KIND: &'static str = "postgres";
+    const LOCK: &'static str = " FOR UPDATE";
+    const NOW: &'static str = "now()";
+    const BEGIN: Option<&'static str> = None;
+    const BATCHES: &'static str = "SELECT batch_id, kind, consumer_group, topic, partition_id, first_offset, \
+        last_offset, records, counts, started_at, duration_ms, attempts, status FROM govsync_batch \
+        WHERE ($1::text IS NULL OR topic = $1) AND ($2::int4 IS NULL OR partition_id = $2) \
+        AND ($3::text IS NULL OR status = $3) AND ($4::timestamptz IS NULL OR started_at >= $4) \
+        AND ($5::text IS NULL OR batch_id = $5) \
+        ORDER BY started_at DESC, batch_id LIMIT $6";
+    type TableSql = Sql;
+
+    fn bind<'q>(
+        q: sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments>,
+        a: Arg<'_>,
+    ) -> sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments> {
+        match a {
+            Arg::Str(v) => q.bind(v.to_string()),
+            Arg::OptStr(v) => q.bind(v.map(str::to_string)),
+            Arg::I32(v) => q.bind(v),
+            Arg::OptI32(v) => q.bind(v),
+            Arg::I64(v) => q.bind(v),
+            Arg::Time(v) => q.bind(v),
+            Arg::OptTime(v) => q.bind(v),
         }
-        sqlx::query(
-            "INSERT INTO govsync_watermark (consumer_group, topic, partition_id, next_offset) \
-             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(sqlx::query_scalar(select)
-            .bind(&key.group)
-            .bind(&key.topic)
-            .bind(key.partition)
-            .fetch_one(&mut *self.tx)
-            .await?)
     }
 
-    async fn read_outbox(
-        &mut self,
-        key: &PartitionKey,
-        from: i64,
-        to: i64,
-    ) -> SinkResult<Vec<OutMessage>> {
-        let rows = sqlx::query(
-            "SELECT dest_topic, msg_key, msg_value, headers FROM govsync_outbox \
-             WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3 AND next_offset > $4 AND next_offset <= $5 \
-             ORDER BY next_offset, seq",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let headers: Vec<u8> = r.try_get(3)?;
-                Ok(OutMessage {
-                    topic: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    payload: r.try_get(2)?,
-                    headers: decode_headers(&headers).ok_or_else(|| {
-                        SinkError::Fatal("corrupt headers in govsync_outbox".into())
-                    })?,
-                })
-            })
-            .collect()
+    fn get_text(row: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(i)
     }
 
-    async fn lock_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>> {
-        let rows = sqlx::query(AssertSqlSafe(self.sql.lock_rows.clone()))
+    /// BIGINT or INTEGER.
+    fn get_i64(row: &PgRow, i: usize) -> Result<i64, sqlx::Error> {
+        row.try_get::<i64, _>(i)
+            .or_else(|_| row.try_get::<i32, _>(i).map(i64::from))
+    }
+
+    fn get_bytes(row: &PgRow, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    fn get_time(row: &PgRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    async fn migrate(pool: &sqlx::Pool<Self>, with_target_table: bool) -> SinkResult<Vec<String>> {
+        migrate::run_sqlx(
+            pool,
+            migrate::POSTGRES,
+            migrate::POSTGRES_DEV,
+            with_target_table,
+        )
+        .await
+    }
+
+    async fn lock_rows(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        ids: &[String],
+    ) -> SinkResult<HashMap<String, Row>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.lock_rows.clone()))
             .bind(ids)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut **tx)
             .await?;
         Ok(rows.iter().map(row_from).collect::<Result<_, _>>()?)
     }
 
-    async fn read_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>> {
-        let rows = sqlx::query(AssertSqlSafe(self.sql.read_rows.clone()))
+    async fn read_rows(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        ids: &[String],
+    ) -> SinkResult<HashMap<String, Row>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.read_rows.clone()))
             .bind(ids)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut **tx)
             .await?;
         Ok(rows.iter().map(row_from).collect::<Result<_, _>>()?)
     }
 
-    async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>> {
+    async fn seen_events(
+        tx: &mut Transaction<'static, Self>,
+        ids: &[String],
+    ) -> SinkResult<HashSet<String>> {
         let found: Vec<String> =
             sqlx::query_scalar("SELECT event_id FROM govsync_change_log WHERE event_id = ANY($1)")
                 .bind(ids)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(&mut **tx)
                 .await?;
         Ok(found.into_iter().collect())
     }
 
     async fn last_governed(
-        &mut self,
+        tx: &mut Transaction<'static, Self>,
         ids: &[String],
     ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
         let rows = sqlx::query(
@@ -311,7 +296,7 @@ impl Tx for PgTx {
              WHERE customer_id = ANY($1) AND outcome IN ('applied', 'flagged') GROUP BY customer_id, data_type",
         )
         .bind(ids)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut **tx)
         .await?;
         let mut out = HashMap::new();
         for r in rows {
@@ -323,29 +308,9 @@ impl Tx for PgTx {
         Ok(out)
     }
 
-    async fn savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn rollback_to_savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("ROLLBACK TO SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("RELEASE SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
     async fn write_changes(
-        &mut self,
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
         batch_id: &str,
         log: &[LogEntry],
         updates: &[RowWrite],
@@ -370,15 +335,12 @@ impl Tx for PgTx {
             .bind(log.iter().map(|l| l.after.as_deref()).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.partition).collect::<Vec<_>>())
             .bind(log.iter().map(|l| l.offset).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
+            .execute(&mut **tx)
             .await?;
         }
         if !updates.is_empty() {
-            let q = sqlx::query(AssertSqlSafe(self.sql.update.clone()));
-            let done = RowArrays::of(updates)
-                .bind(q)
-                .execute(&mut *self.tx)
-                .await?;
+            let q = sqlx::query(AssertSqlSafe(sql.update.clone()));
+            let done = RowArrays::of(updates).bind(q).execute(&mut **tx).await?;
             if done.rows_affected() != updates.len() as u64 {
                 return Err(SinkError::Verification(format!(
                     "updated {} rows, expected {}",
@@ -390,20 +352,20 @@ impl Tx for PgTx {
         if !inserts.is_empty() {
             let arrays = RowArrays::of(inserts);
             let names = arrays.name.clone();
-            let q = sqlx::query(AssertSqlSafe(self.sql.insert.clone()));
-            arrays.bind(q).bind(names).execute(&mut *self.tx).await?;
+            let q = sqlx::query(AssertSqlSafe(sql.insert.clone()));
+            arrays.bind(q).bind(names).execute(&mut **tx).await?;
         }
         if !deletes.is_empty() {
-            sqlx::query(AssertSqlSafe(self.sql.delete.clone()))
+            sqlx::query(AssertSqlSafe(sql.delete.clone()))
                 .bind(deletes)
-                .execute(&mut *self.tx)
+                .execute(&mut **tx)
                 .await?;
         }
         Ok(())
     }
 
     async fn write_outbox(
-        &mut self,
+        tx: &mut Transaction<'static, Self>,
         batch_id: &str,
         key: &PartitionKey,
         next_offset: i64,
@@ -425,209 +387,8 @@ impl Tx for PgTx {
         .bind(msgs.iter().map(|m| m.key.as_deref()).collect::<Vec<_>>())
         .bind(msgs.iter().map(|m| m.payload.as_deref()).collect::<Vec<_>>())
         .bind(msgs.iter().map(|m| encode_headers(&m.headers)).collect::<Vec<_>>())
-        .execute(&mut *self.tx)
+        .execute(&mut **tx)
         .await?;
         Ok(())
-    }
-
-    async fn prune_outbox(&mut self, key: &PartitionKey, upto: i64) -> SinkResult<()> {
-        sqlx::query(
-            "DELETE FROM govsync_outbox WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3 AND next_offset <= $4",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(upto)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn write_ledger(&mut self, e: &LedgerEntry) -> SinkResult<()> {
-        sqlx::query(
-            "INSERT INTO govsync_batch (batch_id, kind, consumer_group, topic, partition_id, first_offset, last_offset, \
-             records, counts, started_at, duration_ms, attempts, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&e.batch_id)
-        .bind(&e.kind)
-        .bind(&e.group)
-        .bind(&e.topic)
-        .bind(e.partition)
-        .bind(e.first_offset)
-        .bind(e.last_offset)
-        .bind(e.records as i32)
-        .bind(serde_json::to_string(&e.counts).unwrap_or_default())
-        .bind(e.started_at)
-        .bind(e.duration_ms)
-        .bind(e.attempts)
-        .bind(&e.status)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn advance_watermark(
-        &mut self,
-        key: &PartitionKey,
-        next: i64,
-        batch_id: &str,
-    ) -> SinkResult<()> {
-        sqlx::query(
-            "UPDATE govsync_watermark SET next_offset = $4, batch_id = $5, updated_at = now() \
-             WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3 AND next_offset <= $4",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(next)
-        .bind(batch_id)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn read_batch_log(&mut self, batch_id: &str) -> SinkResult<Vec<LoggedChange>> {
-        let rows = sqlx::query(
-            "SELECT event_id, customer_id, data_type, operation, before_image, after_image FROM govsync_change_log \
-             WHERE batch_id = $1 AND outcome IN ('applied', 'flagged') ORDER BY id",
-        )
-        .bind(batch_id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter().map(logged_change).collect()
-    }
-
-    async fn set_batch_status(
-        &mut self,
-        batch_id: &str,
-        status: &str,
-    ) -> SinkResult<Option<String>> {
-        let prev: Option<String> =
-            sqlx::query_scalar("SELECT status FROM govsync_batch WHERE batch_id = $1 FOR UPDATE")
-                .bind(batch_id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        sqlx::query("UPDATE govsync_batch SET status = $2 WHERE batch_id = $1")
-            .bind(batch_id)
-            .bind(status)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(prev)
-    }
-
-    async fn commit(self: Box<Self>) -> SinkResult<()> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-}
-
-fn logged_change(r: &PgRow) -> SinkResult<LoggedChange> {
-    let parse = |s: Option<String>| {
-        s.and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or(serde_json::Value::Null)
-    };
-    Ok(LoggedChange {
-        event_id: r.try_get(0)?,
-        customer_id: r.try_get(1)?,
-        data_type: r.try_get(2)?,
-        operation: r.try_get(3)?,
-        before: parse(r.try_get(4)?),
-        after: parse(r.try_get(5)?),
-    })
-}
-
-fn ledger_from(r: &PgRow) -> SinkResult<LedgerEntry> {
-    let counts: String = r.try_get(8)?;
-    Ok(LedgerEntry {
-        batch_id: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        group: r.try_get(2)?,
-        topic: r.try_get(3)?,
-        partition: r.try_get(4)?,
-        first_offset: r.try_get(5)?,
-        last_offset: r.try_get(6)?,
-        records: r.try_get::<i32, _>(7)? as i64,
-        counts: serde_json::from_str(&counts).unwrap_or_default(),
-        started_at: r.try_get(9)?,
-        duration_ms: r.try_get(10)?,
-        attempts: r.try_get(11)?,
-        status: r.try_get(12)?,
-    })
-}
-
-#[async_trait]
-impl Database for PgDatabase {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn begin(&self) -> SinkResult<Box<dyn Tx>> {
-        let tx = self.pool.begin().await?;
-        Ok(Box::new(PgTx {
-            tx,
-            sql: self.sql.clone(),
-        }))
-    }
-
-    async fn watermark(&self, key: &PartitionKey) -> SinkResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT next_offset FROM govsync_watermark WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn ping(&self) -> SinkResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
-        migrate::run_sqlx(
-            &self.pool,
-            migrate::POSTGRES,
-            migrate::POSTGRES_DEV,
-            with_target_table,
-        )
-        .await
-    }
-
-    async fn batches(&self, f: &BatchFilter) -> SinkResult<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT batch_id, kind, consumer_group, topic, partition_id, first_offset, last_offset, records, counts, \
-             started_at, duration_ms, attempts, status FROM govsync_batch \
-             WHERE ($1::text IS NULL OR topic = $1) AND ($2::int4 IS NULL OR partition_id = $2) \
-             AND ($3::text IS NULL OR status = $3) AND ($4::timestamptz IS NULL OR started_at >= $4) \
-             AND ($5::text IS NULL OR batch_id = $5) \
-             ORDER BY started_at DESC, batch_id LIMIT $6",
-        )
-        .bind(&f.topic)
-        .bind(f.partition)
-        .bind(&f.status)
-        .bind(f.since)
-        .bind(&f.batch_id)
-        .bind(if f.limit > 0 { f.limit } else { 50 })
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(ledger_from).collect()
-    }
-
-    /// Closes the pool, waiting at most [`CLOSE_TIMEOUT`]: a connection
-    /// whose server went silent (a cut network) would hold the close, and
-    /// with it a shutdown, for ever.
-    async fn close(&self) {
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                timeout = ?CLOSE_TIMEOUT,
-                "database connections did not close in time; leaving them to the operating system"
-            );
-        }
     }
 }

@@ -11,19 +11,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
 use super::plan::RowWrite;
-use super::{
-    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError,
-    SinkResult, Tx, migrate,
-};
+use super::sqlx_common::{Arg, Dialect, SqlxDatabase};
+use super::{LogEntry, PartitionKey, SinkError, SinkResult, migrate};
 use crate::config::DatabaseConfig;
 use crate::event::{DataType, Row};
-use crate::message::{OutMessage, decode_headers, encode_headers};
+use crate::message::{OutMessage, encode_headers};
 
 pub fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -35,7 +32,7 @@ fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
 }
 
 #[derive(Debug)]
-struct Sql {
+pub struct Sql {
     lock_rows: String,
     update: String,
     insert: String,
@@ -72,10 +69,8 @@ impl Sql {
     }
 }
 
-pub struct SqliteDatabase {
-    pool: SqlitePool,
-    sql: std::sync::Arc<Sql>,
-}
+/// The SQLite sink.
+pub type SqliteDatabase = SqlxDatabase<Sqlite>;
 
 impl SqliteDatabase {
     pub async fn connect(cfg: &DatabaseConfig) -> SinkResult<Self> {
@@ -91,14 +86,7 @@ impl SqliteDatabase {
             .acquire_timeout(cfg.connect_timeout)
             .connect_with(opts)
             .await?;
-        Ok(SqliteDatabase {
-            pool,
-            sql: std::sync::Arc::new(Sql::new(&cfg.target_table)),
-        })
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        Ok(SqlxDatabase::new(pool, Sql::new(&cfg.target_table)))
     }
 }
 
@@ -160,89 +148,97 @@ fn hex(b: &Option<Vec<u8>>) -> Option<String> {
         .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-pub struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
-    sql: std::sync::Arc<Sql>,
-}
-
 #[async_trait]
-impl Tx for SqliteTx {
-    async fn lock_watermark(&mut self, key: &PartitionKey) -> SinkResult<i64> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO govsync_watermark (consumer_group, topic, partition_id, next_offset) VALUES (?1, ?2, ?3, 0)",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(sqlx::query_scalar(
-            "SELECT next_offset FROM govsync_watermark WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .fetch_one(&mut *self.tx)
-        .await?)
+impl Dialect for Sqlite {
+    const KIND: &'static str = "sqlite";
+    /// `BEGIN IMMEDIATE` holds the database's one write lock.
+    const LOCK: &'static str = "";
+    const NOW: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+    const BEGIN: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const BATCHES: &'static str = "SELECT batch_id, kind, consumer_group, topic, partition_id, first_offset, \
+        last_offset, records, counts, started_at, duration_ms, attempts, status FROM govsync_batch \
+        WHERE (?1 IS NULL OR topic = ?1) AND (?2 IS NULL OR partition_id = ?2) \
+        AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR started_at >= ?4) AND (?5 IS NULL OR batch_id = ?5) \
+        ORDER BY started_at DESC, batch_id LIMIT ?6";
+    type TableSql = Sql;
+
+    fn bind<'q>(
+        q: sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments>,
+        a: Arg<'_>,
+    ) -> sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments> {
+        match a {
+            Arg::Str(v) => q.bind(v.to_string()),
+            Arg::OptStr(v) => q.bind(v.map(str::to_string)),
+            Arg::I32(v) => q.bind(v),
+            Arg::OptI32(v) => q.bind(v),
+            Arg::I64(v) => q.bind(v),
+            Arg::Time(v) => q.bind(time_text(v)),
+            Arg::OptTime(v) => q.bind(v.map(time_text)),
+        }
     }
 
-    async fn read_outbox(
-        &mut self,
-        key: &PartitionKey,
-        from: i64,
-        to: i64,
-    ) -> SinkResult<Vec<OutMessage>> {
-        let rows = sqlx::query(
-            "SELECT dest_topic, msg_key, msg_value, headers FROM govsync_outbox \
-             WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3 AND next_offset > ?4 AND next_offset <= ?5 \
-             ORDER BY next_offset, seq",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let headers: Vec<u8> = r.try_get(3)?;
-                Ok(OutMessage {
-                    topic: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    payload: r.try_get(2)?,
-                    headers: decode_headers(&headers).ok_or_else(|| {
-                        SinkError::Fatal("corrupt headers in govsync_outbox".into())
-                    })?,
-                })
-            })
-            .collect()
+    fn get_text(row: &SqliteRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(i)
     }
 
-    async fn lock_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>> {
-        let rows = sqlx::query(AssertSqlSafe(self.sql.lock_rows.clone()))
+    fn get_i64(row: &SqliteRow, i: usize) -> Result<i64, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    fn get_bytes(row: &SqliteRow, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    fn get_time(row: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        Ok(parse_time(row.try_get(i)?))
+    }
+
+    async fn migrate(pool: &sqlx::Pool<Self>, with_target_table: bool) -> SinkResult<Vec<String>> {
+        migrate::run_sqlx(
+            pool,
+            migrate::SQLITE,
+            migrate::SQLITE_DEV,
+            with_target_table,
+        )
+        .await
+    }
+
+    async fn lock_rows(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        ids: &[String],
+    ) -> SinkResult<HashMap<String, Row>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.lock_rows.clone()))
             .bind(json_ids(ids))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut **tx)
             .await?;
         Ok(rows.iter().map(row_from).collect::<Result<_, _>>()?)
     }
 
-    async fn read_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>> {
-        self.lock_rows(ids).await
+    /// One writer at a time: the transaction's write lock covers the rows.
+    async fn read_rows(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        ids: &[String],
+    ) -> SinkResult<HashMap<String, Row>> {
+        Self::lock_rows(tx, sql, ids).await
     }
 
-    async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>> {
+    async fn seen_events(
+        tx: &mut Transaction<'static, Self>,
+        ids: &[String],
+    ) -> SinkResult<HashSet<String>> {
         let found: Vec<String> = sqlx::query_scalar(
             "SELECT event_id FROM govsync_change_log WHERE event_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_ids(ids))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut **tx)
         .await?;
         Ok(found.into_iter().collect())
     }
 
     async fn last_governed(
-        &mut self,
+        tx: &mut Transaction<'static, Self>,
         ids: &[String],
     ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
         let rows = sqlx::query(
@@ -251,7 +247,7 @@ impl Tx for SqliteTx {
              GROUP BY customer_id, data_type",
         )
         .bind(json_ids(ids))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut **tx)
         .await?;
         let mut out = HashMap::new();
         for r in rows {
@@ -263,33 +259,9 @@ impl Tx for SqliteTx {
         Ok(out)
     }
 
-    async fn savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn rollback_to_savepoint(&mut self) -> SinkResult<()> {
-        // SQLite's ROLLBACK TO keeps the savepoint open: release it too.
-        sqlx::query("ROLLBACK TO SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query("RELEASE SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_savepoint(&mut self) -> SinkResult<()> {
-        sqlx::query("RELEASE SAVEPOINT govsync_write")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
     async fn write_changes(
-        &mut self,
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
         batch_id: &str,
         log: &[LogEntry],
         updates: &[RowWrite],
@@ -322,13 +294,13 @@ impl Tx for SqliteTx {
             )
             .bind(batch_id)
             .bind(serde_json::Value::Array(arr).to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut **tx)
             .await?;
         }
         if !updates.is_empty() {
-            let done = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
+            let done = sqlx::query(AssertSqlSafe(sql.update.clone()))
                 .bind(rows_json(updates))
-                .execute(&mut *self.tx)
+                .execute(&mut **tx)
                 .await?;
             if done.rows_affected() != updates.len() as u64 {
                 return Err(SinkError::Verification(format!(
@@ -339,22 +311,22 @@ impl Tx for SqliteTx {
             }
         }
         if !inserts.is_empty() {
-            sqlx::query(AssertSqlSafe(self.sql.insert.clone()))
+            sqlx::query(AssertSqlSafe(sql.insert.clone()))
                 .bind(rows_json(inserts))
-                .execute(&mut *self.tx)
+                .execute(&mut **tx)
                 .await?;
         }
         if !deletes.is_empty() {
-            sqlx::query(AssertSqlSafe(self.sql.delete.clone()))
+            sqlx::query(AssertSqlSafe(sql.delete.clone()))
                 .bind(json_ids(deletes))
-                .execute(&mut *self.tx)
+                .execute(&mut **tx)
                 .await?;
         }
         Ok(())
     }
 
     async fn write_outbox(
-        &mut self,
+        tx: &mut Transaction<'static, Self>,
         batch_id: &str,
         key: &PartitionKey,
         next_offset: i64,
@@ -385,198 +357,8 @@ impl Tx for SqliteTx {
         .bind(key.partition)
         .bind(next_offset)
         .bind(serde_json::Value::Array(arr).to_string())
-        .execute(&mut *self.tx)
+        .execute(&mut **tx)
         .await?;
         Ok(())
-    }
-
-    async fn prune_outbox(&mut self, key: &PartitionKey, upto: i64) -> SinkResult<()> {
-        sqlx::query(
-            "DELETE FROM govsync_outbox WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3 AND next_offset <= ?4",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(upto)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn write_ledger(&mut self, e: &LedgerEntry) -> SinkResult<()> {
-        sqlx::query(
-            "INSERT INTO govsync_batch (batch_id, kind, consumer_group, topic, partition_id, first_offset, last_offset, \
-             records, counts, started_at, duration_ms, attempts, status) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .bind(&e.batch_id)
-        .bind(&e.kind)
-        .bind(&e.group)
-        .bind(&e.topic)
-        .bind(e.partition)
-        .bind(e.first_offset)
-        .bind(e.last_offset)
-        .bind(e.records)
-        .bind(serde_json::to_string(&e.counts).unwrap_or_default())
-        .bind(time_text(e.started_at))
-        .bind(e.duration_ms)
-        .bind(e.attempts)
-        .bind(&e.status)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn advance_watermark(
-        &mut self,
-        key: &PartitionKey,
-        next: i64,
-        batch_id: &str,
-    ) -> SinkResult<()> {
-        sqlx::query(
-            "UPDATE govsync_watermark SET next_offset = ?4, batch_id = ?5, \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3 AND next_offset <= ?4",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(next)
-        .bind(batch_id)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn read_batch_log(&mut self, batch_id: &str) -> SinkResult<Vec<LoggedChange>> {
-        let rows = sqlx::query(
-            "SELECT event_id, customer_id, data_type, operation, before_image, after_image FROM govsync_change_log \
-             WHERE batch_id = ?1 AND outcome IN ('applied', 'flagged') ORDER BY id",
-        )
-        .bind(batch_id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let parse = |s: Option<String>| {
-            s.and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or(serde_json::Value::Null)
-        };
-        rows.iter()
-            .map(|r| {
-                Ok(LoggedChange {
-                    event_id: r.try_get(0)?,
-                    customer_id: r.try_get(1)?,
-                    data_type: r.try_get(2)?,
-                    operation: r.try_get(3)?,
-                    before: parse(r.try_get(4)?),
-                    after: parse(r.try_get(5)?),
-                })
-            })
-            .collect()
-    }
-
-    async fn set_batch_status(
-        &mut self,
-        batch_id: &str,
-        status: &str,
-    ) -> SinkResult<Option<String>> {
-        let prev: Option<String> =
-            sqlx::query_scalar("SELECT status FROM govsync_batch WHERE batch_id = ?1")
-                .bind(batch_id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        sqlx::query("UPDATE govsync_batch SET status = ?2 WHERE batch_id = ?1")
-            .bind(batch_id)
-            .bind(status)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(prev)
-    }
-
-    async fn commit(self: Box<Self>) -> SinkResult<()> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Database for SqliteDatabase {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn begin(&self) -> SinkResult<Box<dyn Tx>> {
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Box::new(SqliteTx {
-            tx,
-            sql: self.sql.clone(),
-        }))
-    }
-
-    async fn watermark(&self, key: &PartitionKey) -> SinkResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT next_offset FROM govsync_watermark WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3",
-        )
-        .bind(&key.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn ping(&self) -> SinkResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
-        migrate::run_sqlx(
-            &self.pool,
-            migrate::SQLITE,
-            migrate::SQLITE_DEV,
-            with_target_table,
-        )
-        .await
-    }
-
-    async fn batches(&self, f: &BatchFilter) -> SinkResult<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT batch_id, kind, consumer_group, topic, partition_id, first_offset, last_offset, records, counts, \
-             started_at, duration_ms, attempts, status FROM govsync_batch \
-             WHERE (?1 IS NULL OR topic = ?1) AND (?2 IS NULL OR partition_id = ?2) \
-             AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR started_at >= ?4) AND (?5 IS NULL OR batch_id = ?5) \
-             ORDER BY started_at DESC, batch_id LIMIT ?6",
-        )
-        .bind(&f.topic)
-        .bind(f.partition)
-        .bind(&f.status)
-        .bind(f.since.map(time_text))
-        .bind(&f.batch_id)
-        .bind(if f.limit > 0 { f.limit } else { 50 })
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let counts: String = r.try_get(8)?;
-                Ok(LedgerEntry {
-                    batch_id: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    group: r.try_get(2)?,
-                    topic: r.try_get(3)?,
-                    partition: r.try_get(4)?,
-                    first_offset: r.try_get(5)?,
-                    last_offset: r.try_get(6)?,
-                    records: r.try_get(7)?,
-                    counts: serde_json::from_str(&counts).unwrap_or_default(),
-                    started_at: parse_time(r.try_get(9)?).unwrap_or_default(),
-                    duration_ms: r.try_get(10)?,
-                    attempts: r.try_get(11)?,
-                    status: r.try_get(12)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }
