@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod dlq;
+mod signals;
 pub mod validate;
 
 use std::io::Write;
