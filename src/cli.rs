@@ -65,27 +65,7 @@ pub enum Command {
     #[command(subcommand)]
     Dlq(DlqCommand),
     /// Recent batches from the ledger.
-    Batches {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// How many (newest first).
-        #[arg(long, default_value_t = 20)]
-        limit: i64,
-        #[arg(long)]
-        partition: Option<i32>,
-        /// committed or rolled_back.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only batches started at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        /// One batch by id.
-        #[arg(long)]
-        batch: Option<String>,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Batches(BatchesArgs),
     /// Undo a batch: restore the before-images of rows that still hold the
     /// batch's after-images; report rows changed since.
     Rollback {
@@ -101,6 +81,29 @@ pub enum Command {
     /// Validate the configuration and reach Kafka and the database, saying
     /// exactly what fails.
     CheckConfig(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchesArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// How many (newest first).
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// committed or rolled_back.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only batches started at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// One batch by id.
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,8 +10,8 @@
 //! - [`sink`]: the database side: the batch protocol and its dialects.
 //! - [`pipeline`]: consume → batch → apply → publish → commit.
 //! - [`kafka`]: client settings and admin helpers.
-//! - [`ops`]: operator commands (validate, produce, dlq, batches, rollback,
-//!   check-config).
+//! - [`ops`]: the commands behind the binary (run, migrate, validate,
+//!   produce, dlq, batches, rollback, check-config).
 //! - [`demo`]: `govsync demo`, the whole job on embedded defaults.
 //! - [`telemetry`]: logs, metrics, masking, the HTTP endpoint.
 //! - [`failpoint`]: crash points for the crash-recovery tests.

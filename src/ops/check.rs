@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config;
+use crate::config::{self, Config, KafkaConfig};
 
 /// Returns whether everything checked out.
 pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bool> {
@@ -21,10 +21,23 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
             return Ok(false);
         }
     };
-    let mut ok = true;
+    let ok = kafka(&cfg.kafka, out).await?;
+    let ok = database(&cfg, ok, out).await?;
+    writeln!(
+        out,
+        "{}",
+        if ok {
+            "all checks passed"
+        } else {
+            "some checks failed"
+        }
+    )?;
+    Ok(ok)
+}
 
-    // Kafka: metadata of the three topics.
-    let k = &cfg.kafka;
+/// Kafka: metadata of the three topics. Returns whether all is well.
+async fn kafka(k: &KafkaConfig, out: &mut impl Write) -> std::io::Result<bool> {
+    let mut ok = true;
     let client: Result<BaseConsumer, _> = crate::kafka::tool_config(k)
         .set("socket.timeout.ms", "5000")
         .create();
@@ -75,8 +88,13 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
             }
         }
     }
+    Ok(ok)
+}
 
-    // Database: connect, then govsync's tables.
+/// Database: connect, then govsync's tables (probed only when everything
+/// so far, `ok`, passed). Returns whether all is well.
+async fn database(cfg: &Config, mut ok: bool, out: &mut impl Write) -> std::io::Result<bool> {
+    let k = &cfg.kafka;
     let d = &cfg.database;
     match tokio::time::timeout(Duration::from_secs(15), crate::sink::connect(d)).await {
         Err(_) => {
@@ -131,14 +149,5 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
             db.close().await;
         }
     }
-    writeln!(
-        out,
-        "{}",
-        if ok {
-            "all checks passed"
-        } else {
-            "some checks failed"
-        }
-    )?;
     Ok(ok)
 }

@@ -3,8 +3,11 @@
 //! publishing, so it calls the same [`crate::event::decode_and_check`] the
 //! processor calls.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
 
+use anyhow::Context;
+
+use crate::config::Config;
 use crate::event::{self, Disposition, RuleSet};
 
 /// Counts of a validation run.
@@ -78,4 +81,17 @@ pub fn run(
         s.total, s.ok, s.review, s.invalid
     )?;
     Ok(s)
+}
+
+/// `govsync validate`: [`run`] on `file` (`-`: standard input) with the
+/// configured message size limit and rules.
+pub fn run_file(cfg: &Config, file: &str, out: &mut impl Write) -> anyhow::Result<Summary> {
+    let input: Box<dyn BufRead> = if file == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening {file}"))?,
+        ))
+    };
+    Ok(run(input, out, cfg.kafka.max_message_bytes, &cfg.rules)?)
 }

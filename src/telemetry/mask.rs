@@ -1,6 +1,9 @@
-//! Masking of personal data for logs and metric labels. Every log line or
-//! label that could carry an ID-card number, a phone number or an address
+//! Masking of personal data for logs, metric labels and what operators
+//! are shown (`govsync dlq inspect` samples). Every log line, label or
+//! sample that could carry an ID-card number, a phone number or an address
 //! goes through one of these.
+
+use serde_json::Value;
 
 /// `320102199001011232` → `320102********1232`.
 pub fn id_card(s: &str) -> String {
@@ -68,9 +71,117 @@ pub fn digits_in(text: &str) -> String {
     out
 }
 
+/// A copy of an event with its personal data masked: ID-card and phone
+/// numbers, addresses, names, birth dates, exact coordinates; every other
+/// string has its long digit runs masked. `customer_id` is kept.
+pub fn json(v: &Value) -> Value {
+    let mut v = v.clone();
+    json_in_place(None, &mut v);
+    v
+}
+
+fn json_in_place(key: Option<&str>, v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                json_in_place(Some(k.as_str()), x);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                json_in_place(key, x);
+            }
+        }
+        Value::String(s) => *s = field(key.unwrap_or(""), s),
+        Value::Number(n) if matches!(key, Some("latitude" | "longitude")) => {
+            // About 1 km: enough to see the region, not the house.
+            if let Some(f) = n.as_f64()
+                && let Some(r) = serde_json::Number::from_f64((f * 100.0).round() / 100.0)
+            {
+                *n = r;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn field(key: &str, s: &str) -> String {
+    match key {
+        "customer_id" => s.to_string(),
+        "address" | "standardized_address" => address(s),
+        "id_card" => id_card(s),
+        "phone" => phone(s),
+        "name" => {
+            let mut c = s.chars();
+            match c.next() {
+                Some(first) => format!("{first}{}", "*".repeat(c.count())),
+                None => String::new(),
+            }
+        }
+        "extracted_date" => match s.split_once('-') {
+            Some((year, _)) => format!("{year}-**-**"),
+            None => "*".repeat(s.chars().count()),
+        },
+        _ => text(s),
+    }
+}
+
+/// Free text: long digit runs masked (ID and phone numbers), and runs of
+/// non-ASCII text (addresses, names) cut after their district or first
+/// three characters.
+pub fn text(s: &str) -> String {
+    let digits = digits_in(s);
+    let mut out = String::with_capacity(digits.len());
+    let mut run = String::new();
+    for c in digits.chars() {
+        if c.is_ascii() {
+            if !run.is_empty() {
+                out.push_str(&non_ascii_run(&run));
+                run.clear();
+            }
+            out.push(c);
+        } else {
+            run.push(c);
+        }
+    }
+    if !run.is_empty() {
+        out.push_str(&non_ascii_run(&run));
+    }
+    out
+}
+
+fn non_ascii_run(run: &str) -> String {
+    if run.chars().count() <= 4 {
+        run.to_string()
+    } else {
+        address(run)
+    }
+}
+
+/// The first `chars` characters of a value that is not JSON: control
+/// characters escaped, masked as [`text`], `…` when cut.
+pub fn prefix(bytes: &[u8], chars: usize) -> String {
+    let lossy = String::from_utf8_lossy(bytes);
+    let mut prefix = String::new();
+    for c in lossy.chars().take(chars) {
+        if c.is_control() {
+            prefix.extend(c.escape_default());
+        } else {
+            prefix.push(c);
+        }
+    }
+    let more = if lossy.chars().count() > chars {
+        "…"
+    } else {
+        ""
+    };
+    format!("{}{more}", text(&prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn masks() {
@@ -90,5 +201,46 @@ mod tests {
         let s = digits_in("row 32010219900101123X has phone 13812345678, batch 42");
         assert_eq!(s, "row 320***********123X has phone 138****5678, batch 42");
         assert!(!s.contains("13812345678"));
+    }
+
+    #[test]
+    fn samples_are_masked() {
+        let e = json!({
+            "customer_id": "CUST_320102_0000001",
+            "original_data": {"address": "江苏南京玄武区中山路123", "id_card": "32010219900101123X",
+                              "phone": "13812345678", "name": "张伟"},
+            "governance_result": {
+                "standardized_address": "江苏省南京市玄武区中山路123号",
+                "suggested_correction": "320102199001011232",
+                "geocoding_result": {"latitude": 32.058123, "longitude": 118.796912},
+                "birth_date_analysis": {"extracted_date": "1990-01-01"},
+                "issues": ["号码 13812345678 无效"]
+            }
+        });
+        let m = json(&e);
+        let text = m.to_string();
+        for secret in [
+            "13812345678",
+            "32010219900101123X",
+            "320102199001011232",
+            "中山路",
+            "张伟",
+            "1990-01-01",
+            "32.058123",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(m["customer_id"], "CUST_320102_0000001");
+        assert_eq!(m["original_data"]["id_card"], "320102********123X");
+        assert_eq!(m["original_data"]["phone"], "138****5678");
+        assert_eq!(
+            m["governance_result"]["standardized_address"],
+            "江苏省南京市玄武区***"
+        );
+        assert_eq!(m["original_data"]["name"], "张*");
+        assert_eq!(
+            m["governance_result"]["geocoding_result"]["latitude"],
+            32.06
+        );
     }
 }

@@ -1,0 +1,50 @@
+//! `govsync run`: the start-up around [`crate::pipeline::run`]: the
+//! database check, the metrics and health endpoint, and the signals that
+//! stop it.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::signals;
+use crate::config::Config;
+use crate::{pipeline, sink, telemetry};
+
+/// `govsync run`: the processor until SIGINT/SIGTERM.
+pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
+    let db = sink::connect(&cfg.database)
+        .await
+        .context("connecting to the database")?;
+    db.ping()
+        .await
+        .context("the database does not answer (check database.url)")?;
+    let shutdown = CancellationToken::new();
+    let progress = Arc::new(pipeline::Progress::default());
+    if let Some(addr) = cfg.metrics_listen {
+        let handle = telemetry::metrics::install();
+        let health = Arc::new(telemetry::http::Health {
+            progress: progress.clone(),
+            db: db.clone(),
+        });
+        let bound = telemetry::http::serve(addr, handle, health, shutdown.clone())
+            .await
+            .with_context(|| format!("binding metrics.listen {addr}"))?;
+        tracing::info!(%bound, "metrics on /metrics, health on /healthz and /readyz");
+    }
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = signals::sigterm();
+        signals::interrupt(&mut term).await;
+        tracing::info!("signal received");
+        stop.cancel();
+    });
+    tracing::info!(
+        topic = %cfg.kafka.source_topic, group = %cfg.kafka.group_id, database = db.kind(),
+        delivery = ?cfg.kafka.delivery, "govsync starting"
+    );
+    pipeline::run(cfg, db.clone(), shutdown, progress).await?;
+    db.close().await;
+    tracing::info!("govsync stopped");
+    Ok(())
+}
