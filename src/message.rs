@@ -17,6 +17,27 @@ pub struct RawMessage {
 }
 
 impl RawMessage {
+    /// Copies a consumed message out of librdkafka.
+    pub fn from_kafka(m: &impl rdkafka::message::Message) -> Self {
+        use rdkafka::message::Headers;
+        RawMessage {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp_ms: m.timestamp().to_millis(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()

@@ -21,11 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -383,31 +382,7 @@ fn single(topic: &str, p: i32) -> TopicPartitionList {
 
 /// Copies a consumed message out of librdkafka and attaches its verdict.
 fn to_incoming(m: &rdkafka::message::BorrowedMessage<'_>, setup: &ConsumerSetup) -> Incoming {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|x| {
-                    (
-                        x.key.to_string(),
-                        x.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let raw = Arc::new(RawMessage {
-        topic: m.topic().to_string(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: match m.timestamp() {
-            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-            Timestamp::NotAvailable => None,
-        },
-    });
+    let raw = Arc::new(RawMessage::from_kafka(m));
     let verdict = event::decode_and_check(
         raw.value.as_deref().unwrap_or_default(),
         setup.max_message_bytes,

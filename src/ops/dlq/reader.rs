@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::KAFKA_TIMEOUT;
@@ -186,24 +186,7 @@ impl DlqReader {
                         continue;
                     }
                     self.next.insert(p, o + 1);
-                    let raw = RawMessage {
-                        topic: m.topic().to_string(),
-                        partition: p,
-                        offset: o,
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|x| {
-                                        (x.key.to_string(), x.value.unwrap_or_default().to_vec())
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    };
+                    let raw = RawMessage::from_kafka(&m);
                     if o + 1 >= end {
                         self.finish(p);
                     }
