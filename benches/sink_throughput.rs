@@ -237,7 +237,8 @@ async fn full_protocol(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut rows = 0;
-            let mut phases = [Duration::ZERO; 4];
+            let mut steps: Vec<(&'static str, Duration)> = Vec::new();
+            let mut total = Duration::ZERO;
             for b in batches {
                 let t = Instant::now();
                 let r = protocol::apply(db.as_ref(), &b, &opts).await.unwrap();
@@ -248,22 +249,28 @@ async fn full_protocol(
                 );
                 lat.push(t.elapsed());
                 rows += b.records.len();
-                for (acc, d) in phases.iter_mut().zip([
-                    r.timings.read,
-                    r.timings.write,
-                    r.timings.verify,
-                    r.timings.total,
-                ]) {
-                    *acc += d;
+                total += r.timings.total;
+                for (name, d) in &r.timings.steps {
+                    match steps.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, acc)) => *acc += *d,
+                        None => steps.push((name, *d)),
+                    }
                 }
             }
             let n = lat.len().max(1) as u32;
+            let in_steps: Duration = steps.iter().map(|(_, d)| *d).sum();
+            let mut line: Vec<String> = steps
+                .iter()
+                .map(|(name, d)| format!("{name} {}", common::ms(*d / n)))
+                .collect();
+            line.push(format!(
+                "planning and the rest {}",
+                common::ms(total.saturating_sub(in_steps) / n)
+            ));
             println!(
-                "  per batch: read+lock {}, plan+write {}, verify {}, total {}",
-                common::ms(phases[0] / n),
-                common::ms(phases[1] / n),
-                common::ms(phases[2] / n),
-                common::ms(phases[3] / n)
+                "  per batch ({}): {}",
+                common::ms(total / n),
+                line.join(", ")
             );
             (rows, lat)
         }));

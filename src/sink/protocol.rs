@@ -69,6 +69,21 @@ pub struct Timings {
     pub verify: Duration,
     pub commit: Duration,
     pub total: Duration,
+    /// Each database round trip of the transaction, in order (the sink
+    /// benchmark prints them).
+    pub steps: Vec<(&'static str, Duration)>,
+}
+
+/// Awaits one step of the transaction and records how long it took.
+async fn step<T>(
+    timings: &mut Timings,
+    name: &'static str,
+    f: impl std::future::Future<Output = SinkResult<T>>,
+) -> SinkResult<T> {
+    let t = Instant::now();
+    let r = f.await;
+    timings.steps.push((name, t.elapsed()));
+    r
 }
 
 /// Applies one batch in one transaction.
@@ -79,15 +94,23 @@ pub async fn apply(
 ) -> SinkResult<BatchReport> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let mut tx = db.begin().await?;
     let mut report = BatchReport::default();
+    let mut tx = step(&mut report.timings, "begin", db.begin()).await?;
 
-    let w_db = tx.lock_watermark(&batch.key).await?;
+    let w_db = step(
+        &mut report.timings,
+        "lock watermark",
+        tx.lock_watermark(&batch.key),
+    )
+    .await?;
     report.watermark_before = w_db;
     if w_db > batch.expected_watermark {
-        report.foreign_outputs = tx
-            .read_outbox(&batch.key, batch.expected_watermark, w_db)
-            .await?;
+        report.foreign_outputs = step(
+            &mut report.timings,
+            "read outbox",
+            tx.read_outbox(&batch.key, batch.expected_watermark, w_db),
+        )
+        .await?;
     }
     let live: Vec<usize> = (0..batch.records.len())
         .filter(|&i| batch.records[i].raw.offset >= w_db)
@@ -120,9 +143,14 @@ pub async fn apply(
         .collect();
     let event_ids: Vec<String> = checked.iter().map(|c| c.event_id.clone()).collect();
     let snap = Snapshot {
-        rows: tx.lock_rows(&ids).await?,
-        seen: tx.seen_events(&event_ids).await?,
-        last_governed: tx.last_governed(&ids).await?,
+        rows: step(&mut report.timings, "lock rows", tx.lock_rows(&ids)).await?,
+        seen: step(
+            &mut report.timings,
+            "seen events",
+            tx.seen_events(&event_ids),
+        )
+        .await?,
+        last_governed: step(&mut report.timings, "last governed", tx.last_governed(&ids)).await?,
     };
     report.timings.read = started.elapsed();
 
@@ -134,13 +162,21 @@ pub async fn apply(
     let plan = loop {
         let plan = plan::plan(&checked, &include, &snap, |dt| opts.policy(dt));
         let log = log_entries(batch, &live, &checked, &plan);
-        tx.savepoint().await?;
-        match tx
-            .write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[])
-            .await
-        {
+        step(&mut report.timings, "savepoint", tx.savepoint()).await?;
+        let written = step(
+            &mut report.timings,
+            "write changes",
+            tx.write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[]),
+        )
+        .await;
+        match written {
             Ok(()) => {
-                tx.release_savepoint().await?;
+                step(
+                    &mut report.timings,
+                    "release savepoint",
+                    tx.release_savepoint(),
+                )
+                .await?;
                 break plan;
             }
             Err(err @ SinkError::Record { .. }) => {
@@ -232,11 +268,20 @@ pub async fn apply(
     // Outbox, ledger, watermark.
     let next = batch.next_offset().max(w_db);
     if !report.outputs.is_empty() {
-        tx.write_outbox(&batch.batch_id, &batch.key, next, &report.outputs)
-            .await?;
+        step(
+            &mut report.timings,
+            "write outbox",
+            tx.write_outbox(&batch.batch_id, &batch.key, next, &report.outputs),
+        )
+        .await?;
     }
     if let Some(upto) = batch.prune_outbox_upto {
-        tx.prune_outbox(&batch.key, upto).await?;
+        step(
+            &mut report.timings,
+            "prune outbox",
+            tx.prune_outbox(&batch.key, upto),
+        )
+        .await?;
     }
     let ledger = LedgerEntry {
         batch_id: batch.batch_id.clone(),
@@ -257,19 +302,33 @@ pub async fn apply(
         attempts: batch.attempt as i32,
         status: "committed".into(),
     };
-    tx.write_ledger(&ledger).await?;
-    tx.advance_watermark(&batch.key, next, &batch.batch_id)
-        .await?;
+    step(
+        &mut report.timings,
+        "write ledger",
+        tx.write_ledger(&ledger),
+    )
+    .await?;
+    step(
+        &mut report.timings,
+        "advance watermark",
+        tx.advance_watermark(&batch.key, next, &batch.batch_id),
+    )
+    .await?;
     report.watermark_after = next;
 
     // Post-write verification: the rows hold exactly what was planned.
     let t_verify = Instant::now();
-    verify(tx.as_mut(), &plan.updates, &plan.inserts, &mut ids).await?;
+    step(
+        &mut report.timings,
+        "verify",
+        verify(tx.as_mut(), &plan.updates, &plan.inserts, &mut ids),
+    )
+    .await?;
     report.timings.verify = t_verify.elapsed();
 
     crate::failpoint::hit("db_before_commit");
     let t_commit = Instant::now();
-    tx.commit().await?;
+    step(&mut report.timings, "commit", tx.commit()).await?;
     report.timings.commit = t_commit.elapsed();
     report.timings.total = started.elapsed();
     crate::failpoint::hit("db_after_commit");
