@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Env;
-use crate::support::{self, Scrape, Templates, free_port, publish_fast, scrape, serial};
+use super::support::{self, Scrape, Templates, free_port, publish_fast, scrape, serial};
+use crate::common::harness::Env;
 
 const TARGET: &str = "govsync_batch_target_size";
 const RECORDS_SUM: &str = "govsync_batch_records_sum";

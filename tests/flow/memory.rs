@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Env;
-use crate::support::{self, Templates, free_port, publish_fast, rss_mib, scrape, serial};
+use super::support::{self, Templates, free_port, publish_fast, rss_mib, scrape, serial};
+use crate::common::harness::Env;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -148,7 +148,7 @@ async fn a_million_event_backlog_against_a_slow_database_stays_within_the_memory
     let log = env.log_path("backlog");
     let child = env.spawn_binary(&raw, &[], &log);
     let pid = child.id();
-    crate::harness::wait_until(Duration::from_secs(60), "partitions assigned", || async {
+    crate::common::harness::wait_until(Duration::from_secs(60), "partitions assigned", || async {
         scrape(port)
             .await
             .and_then(|s| s.get("govsync_partitions_assigned", ""))

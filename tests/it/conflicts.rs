@@ -10,7 +10,7 @@ use govsync::event::DataType;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, header, wait_until};
+use crate::common::harness::{Env, header, wait_until};
 
 async fn run_until_committed(env: &Env, raw: &govsync::config::RawConfig) {
     let running = env.start_with(govsync::config::check(raw.clone()).unwrap());
@@ -30,7 +30,7 @@ async fn the_seeds_concurrent_update_under_each_policy() {
     ] {
         let env = Env::new(&format!("policy_{policy}"), 1).await;
         env.migrate().await;
-        crate::routing::seed_sample_customers(&env).await;
+        super::routing::seed_sample_customers(&env).await;
         // The seed's event for a customer whose row customer service changed
         // to "…123号A座" at 10:25, after the engine read it.
         let mut e: Value = serde_json::from_str(include_str!(

@@ -20,7 +20,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, Proc, RawOut, header, wait_until};
+use crate::common::harness::{Env, Proc, RawOut, header, wait_until};
 
 /// Runs `govsync <args>` to completion: (exit code, stdout, stderr).
 fn govsync(args: &[&str]) -> (i32, String, String) {

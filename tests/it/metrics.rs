@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Env, RawOut};
+use crate::common::harness::{Env, RawOut};
 
 const REGIONS: [&str; 2] = ["9971", "9972"];
 

@@ -1,4 +1,4 @@
-//! The sink test suite ([`crate::sink_suite`]) against Oracle. Oracle does
+//! The sink test suite ([`super::sink_suite`]) against Oracle. Oracle does
 //! not run on the build machines: these tests run when GOVSYNC_ORACLE_URL
 //! (and GOVSYNC_ORACLE_PASSWORD) name a database, e.g. the Oracle Free of
 //! docker-compose.yml, and print why they were skipped otherwise:
@@ -22,7 +22,7 @@ use govsync::event::Row;
 use govsync::sink::Database;
 use govsync::sink::oracle::easy_connect;
 
-use crate::sink_suite::{Business, Suite, run_all};
+use super::sink_suite::{Business, Suite, run_all};
 
 const SKIP: &str = "skipped: set GOVSYNC_ORACLE_URL=oracle://govsync_test@localhost:1521/FREEPDB1 and \
     GOVSYNC_ORACLE_PASSWORD=govsync_test (`docker compose up -d oracle` starts that database; see README, \

@@ -12,7 +12,7 @@ use govsync::event::DataType;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, RawOut, header, wait_until};
+use crate::common::harness::{Env, RawOut, header, wait_until};
 
 /// Inserts the seed document's customers as the business side holds them
 /// (06 with the concurrent customer-service update).

@@ -727,7 +727,7 @@ impl Business for SqliteBusiness {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_suite_postgres() {
-    let env = crate::harness::Env::new("sinkpg", 1).await;
+    let env = crate::common::harness::Env::new("sinkpg", 1).await;
     let suite = Suite {
         db: env.db().await,
         biz: Box::new(PgBusiness { pg: env.pg.clone() }),

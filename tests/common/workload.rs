@@ -1,8 +1,6 @@
 //! A mixed workload with known outcomes, and the model of its final state:
 //! what applying every event exactly once, in order, must leave behind.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use govsync::demo::generate::{self, Customer};
@@ -10,7 +8,7 @@ use govsync::event::DataType;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, header};
+use super::harness::{Env, RawOut, header};
 
 /// One message to publish: the key and value bytes, and what must become
 /// of it.
@@ -256,7 +254,7 @@ impl Workload {
     }
 
     /// Messages `range` as the harness publishes them.
-    pub fn raw(&self, range: std::ops::Range<usize>) -> Vec<crate::harness::RawOut> {
+    pub fn raw(&self, range: std::ops::Range<usize>) -> Vec<RawOut> {
         self.msgs[range]
             .iter()
             .map(|m| (m.key.clone(), m.value.clone(), vec![]))
