@@ -10,7 +10,6 @@ mod common;
 mod it {
     mod config_cli;
     mod conflicts;
-    mod contract;
     mod demo;
     mod dlq;
     mod exactly_once;
