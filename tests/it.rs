@@ -14,8 +14,7 @@ mod it {
     mod dlq;
     mod exactly_once;
     mod metrics;
-    mod oracle;
     mod routing;
-    mod sink_suite;
+    mod sink;
     mod skeleton;
 }
