@@ -58,15 +58,6 @@ impl Workload {
         // written per (customer, data type) (for staleness).
         let mut applied: Vec<Value> = Vec::new();
         let mut written: HashMap<(String, DataType), usize> = HashMap::new();
-        fn write(
-            written: &mut HashMap<(String, DataType), usize>,
-            c: &Customer,
-            dt: DataType,
-            g: usize,
-        ) {
-            let w = written.entry((c.id.clone(), dt)).or_insert(g);
-            *w = (*w).max(g);
-        }
         for i in 0..n {
             let c = &cs[rng.random_range(0..cs.len())];
             let key = Some(c.region.as_bytes().to_vec());
@@ -268,6 +259,13 @@ impl Workload {
         }
         out
     }
+}
+
+/// Records that `c`'s results of type `dt` were governed at index `g` (the
+/// latest wins).
+fn write(written: &mut HashMap<(String, DataType), usize>, c: &Customer, dt: DataType, g: usize) {
+    let w = written.entry((c.id.clone(), dt)).or_insert(g);
+    *w = (*w).max(g);
 }
 
 /// Every record applied: the watermarks reach `total` and Kafka's

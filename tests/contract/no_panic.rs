@@ -71,6 +71,7 @@ fn random_bytes(rules: &RuleSet) {
 }
 
 /// 2. Mutated valid events (1–5 mutations), then sometimes byte damage.
+///
 /// Returns the number of cases.
 fn mutated_valid_events(valid: &[(String, Vec<u8>)], rules: &RuleSet) -> usize {
     let mut runner =
@@ -109,8 +110,9 @@ fn digits(rng: &mut StdRng, n: usize) -> String {
         .collect()
 }
 
-/// 3. Values the rules parse: ID numbers, phone numbers, times. Returns
-/// the number of cases.
+/// 3. Values the rules parse: ID numbers, phone numbers, times.
+///
+/// Returns the number of cases.
 fn rule_inputs(valid: &[(String, Vec<u8>)], rules: &RuleSet) -> usize {
     let mut rng = StdRng::seed_from_u64(0x1d_ca4d);
     let mut rule_cases = 0;
