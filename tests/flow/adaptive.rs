@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Env;
-use crate::support::{self, Scrape, Templates, free_port, publish_fast, scrape, serial};
+use govsync::config::RawConfig;
+
+use super::support::{self, Scrape, Templates, free_port, publish_fast, scrape, serial};
+use crate::common::harness::Env;
 
 const TARGET: &str = "govsync_batch_target_size";
 const RECORDS_SUM: &str = "govsync_batch_records_sum";
@@ -74,6 +76,24 @@ impl Watch {
             0.0
         }
     }
+
+    /// Prints the target and the mean committed batch size about once a
+    /// second from `first` on.
+    fn print_per_second(&self, first: Sample) {
+        eprintln!("batch target size (partition 0) and mean committed batch size, per second:");
+        let mut last = first;
+        for s in &self.samples {
+            if s.at.as_secs_f64() - last.at.as_secs_f64() >= 1.0 {
+                eprintln!(
+                    "  t={:>5.1}s target={:>5} mean batch={:>6.0}",
+                    s.at.as_secs_f64(),
+                    s.target,
+                    Watch::mean_between(&last, s)
+                );
+                last = *s;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,18 +108,8 @@ async fn batch_sizes_shrink_while_the_database_is_slow_and_grow_back_after() {
     let took = publish_fast(&env, &t, 0..n, |_| None);
     eprintln!("published {n} events in {took:?}");
 
-    let mut raw = env.raw.clone();
-    // Bounds and target the debug build meets with room to spare (a
-    // 1000-row batch commits in about 0.5 s here).
-    raw.batch.target_commit_latency = "1s".into();
-    raw.batch.min_size = 100;
-    raw.batch.max_size = 1000;
-    raw.batch.address = [100, 1000];
-    raw.batch.id_card = [100, 1000];
-    raw.batch.phone = [100, 1000];
-    raw.flow.max_buffered_per_partition = 3000;
     let port = free_port();
-    raw.metrics.listen = format!("127.0.0.1:{port}");
+    let raw = adaptive_config(&env, port);
     let log = env.log_path("adaptive");
     let child = env.spawn_binary(&raw, &[], &log);
     let mut w = Watch {
@@ -149,19 +159,7 @@ async fn batch_sizes_shrink_while_the_database_is_slow_and_grow_back_after() {
         )
         .await;
 
-    eprintln!("batch target size (partition 0) and mean committed batch size, per second:");
-    let mut last = first;
-    for s in &w.samples {
-        if s.at.as_secs_f64() - last.at.as_secs_f64() >= 1.0 {
-            eprintln!(
-                "  t={:>5.1}s target={:>5} mean batch={:>6.0}",
-                s.at.as_secs_f64(),
-                s.target,
-                Watch::mean_between(&last, s)
-            );
-            last = *s;
-        }
-    }
+    w.print_per_second(first);
     let fast_mean = Watch::mean_between(&first, &grown);
     let slow_mean = Watch::mean_between(&shrunk, &held);
     let regrown_mean = Watch::mean_between(&sped_at, &regrown);
@@ -197,4 +195,19 @@ async fn batch_sizes_shrink_while_the_database_is_slow_and_grow_back_after() {
     support::delete_topics(&env).await;
     support::drop_schema(&env).await;
     eprintln!("test took {:?}", started.elapsed());
+}
+
+/// Bounds and target the debug build meets with room to spare (a 1000-row
+/// batch commits in about 0.5 s here), and the metrics port.
+fn adaptive_config(env: &Env, port: u16) -> RawConfig {
+    let mut raw = env.raw.clone();
+    raw.batch.target_commit_latency = "1s".into();
+    raw.batch.min_size = 100;
+    raw.batch.max_size = 1000;
+    raw.batch.address = [100, 1000];
+    raw.batch.id_card = [100, 1000];
+    raw.batch.phone = [100, 1000];
+    raw.flow.max_buffered_per_partition = 3000;
+    raw.metrics.listen = format!("127.0.0.1:{port}");
+    raw
 }

@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Env;
-use crate::support::{self, Templates, free_port, publish_fast, rss_mib, scrape, serial};
+use govsync::config::RawConfig;
+
+use super::support::{self, Templates, free_port, publish_fast, rss_mib, scrape, serial};
+use crate::common::harness::Env;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -128,27 +130,14 @@ async fn a_million_event_backlog_against_a_slow_database_stays_within_the_memory
     support::slow_down(&env, 1.0).await;
     let t = Templates::new(&customers, "backlog", false);
 
-    // The defaults, except what the harness must set (names, 100 ms flush,
-    // pool of 4) and the metrics port.
-    let mut raw = env.raw.clone();
     let port = free_port();
-    raw.metrics.listen = format!("127.0.0.1:{port}");
-    if let Ok(v) = std::env::var("EXP_MAXBUF") {
-        raw.flow.max_buffered_per_partition = v.parse().unwrap();
-    }
-    if let Ok(v) = std::env::var("EXP_MAXSIZE") {
-        let v: usize = v.parse().unwrap();
-        raw.batch.max_size = v;
-        raw.batch.address = [1000, v];
-        raw.batch.id_card = [1000, v];
-        raw.batch.phone = [1000, v];
-    }
+    let raw = backlog_config(&env, port);
     let cfg = govsync::config::check(raw.clone()).unwrap();
     let bound = Bound::of(&cfg, partitions, t.max_bytes);
     let log = env.log_path("backlog");
     let child = env.spawn_binary(&raw, &[], &log);
     let pid = child.id();
-    crate::harness::wait_until(Duration::from_secs(60), "partitions assigned", || async {
+    crate::common::harness::wait_until(Duration::from_secs(60), "partitions assigned", || async {
         scrape(port)
             .await
             .and_then(|s| s.get("govsync_partitions_assigned", ""))
@@ -172,25 +161,12 @@ async fn a_million_event_backlog_against_a_slow_database_stays_within_the_memory
     let window = Duration::from_secs(25);
     let from = Instant::now();
     let applied_before = support::applied_upto(&env).await;
-    let mut peak_rss: f64 = 0.0;
-    let mut hwm: f64 = 0.0;
-    let mut max_paused = 0usize;
-    let mut max_buffered = 0.0f64;
-    while from.elapsed() < window {
-        let (rss, h) = rss_mib(pid).expect("the processor is running");
-        peak_rss = peak_rss.max(rss);
-        hwm = hwm.max(h);
-        if let Some(s) = scrape(port).await {
-            max_paused = max_paused.max(
-                s.by_label("govsync_partition_paused")
-                    .values()
-                    .filter(|v| **v == 1.0)
-                    .count(),
-            );
-            max_buffered = max_buffered.max(s.sum("govsync_buffered_records"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let Sampled {
+        peak_rss,
+        mut hwm,
+        max_paused,
+        max_buffered,
+    } = sample_during(from, window, pid, port).await;
     let (_, h) = rss_mib(pid).unwrap();
     hwm = hwm.max(h);
     let applied = support::applied_upto(&env).await;
@@ -237,6 +213,62 @@ async fn a_million_event_backlog_against_a_slow_database_stays_within_the_memory
     support::delete_topics(&env).await;
     support::drop_schema(&env).await;
     eprintln!("test took {:?}", started.elapsed());
+}
+
+/// The defaults, except what the harness must set (names, 100 ms flush,
+/// pool of 4) and the metrics port.
+fn backlog_config(env: &Env, port: u16) -> RawConfig {
+    let mut raw = env.raw.clone();
+    raw.metrics.listen = format!("127.0.0.1:{port}");
+    if let Ok(v) = std::env::var("EXP_MAXBUF") {
+        raw.flow.max_buffered_per_partition = v.parse().unwrap();
+    }
+    if let Ok(v) = std::env::var("EXP_MAXSIZE") {
+        let v: usize = v.parse().unwrap();
+        raw.batch.max_size = v;
+        raw.batch.address = [1000, v];
+        raw.batch.id_card = [1000, v];
+        raw.batch.phone = [1000, v];
+    }
+    raw
+}
+
+/// What the processor's memory and /metrics showed over a window.
+struct Sampled {
+    peak_rss: f64,
+    hwm: f64,
+    max_paused: usize,
+    max_buffered: f64,
+}
+
+/// Samples the processor's RSS and /metrics every 250 ms for `window`
+/// from `from`.
+async fn sample_during(from: Instant, window: Duration, pid: u32, port: u16) -> Sampled {
+    let mut peak_rss: f64 = 0.0;
+    let mut hwm: f64 = 0.0;
+    let mut max_paused = 0usize;
+    let mut max_buffered = 0.0f64;
+    while from.elapsed() < window {
+        let (rss, h) = rss_mib(pid).expect("the processor is running");
+        peak_rss = peak_rss.max(rss);
+        hwm = hwm.max(h);
+        if let Some(s) = scrape(port).await {
+            max_paused = max_paused.max(
+                s.by_label("govsync_partition_paused")
+                    .values()
+                    .filter(|v| **v == 1.0)
+                    .count(),
+            );
+            max_buffered = max_buffered.max(s.sum("govsync_buffered_records"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Sampled {
+        peak_rss,
+        hwm,
+        max_paused,
+        max_buffered,
+    }
 }
 
 /// The per-record cost of a batch in its transaction, measured: the peak

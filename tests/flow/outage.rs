@@ -6,11 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, wait_until};
-use crate::support::{
+use super::support::{
     self, Mode, Proxy, Templates, free_port, publish_fast, scrape, serial, speed_up,
 };
-use crate::workload::{Workload, assert_exactly_once, caught_up};
+use crate::common::harness::{Env, wait_until};
+use crate::common::workload::{Workload, assert_exactly_once, caught_up};
 
 const STALLED: &str = "govsync_partition_stalled";
 const PAUSED: &str = "govsync_partition_paused";

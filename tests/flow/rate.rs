@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::harness::{Env, wait_until};
-use crate::support::{self, Templates, publish_fast, serial};
+use super::support::{self, Templates, publish_fast, serial};
+use crate::common::harness::{Env, wait_until};
 
 /// Per partition (one region each here): committed batches as (started_at,
 /// records), in order.

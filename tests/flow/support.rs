@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::harness::{Env, pg_url};
+use crate::common::harness::{Env, pg_url};
 
 /// The tests of this binary run one at a time: one restarts PostgreSQL,
 /// others measure rates, latencies and memory, which parallel tests would

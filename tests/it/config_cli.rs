@@ -110,7 +110,7 @@ fn check_config_bad_database_urls_name_the_key() {
     assert_names_key_and_fix(
         &format!(
             "[kafka]\nbootstrap_servers = \"{}\"\n[database]\nurl = \"postgres://govsync@127.0.0.1:{port}/govsync\"\nconnect_timeout = \"1s\"\n",
-            crate::harness::kafka_servers()
+            crate::common::harness::kafka_servers()
         ),
         "database.url",
         &[

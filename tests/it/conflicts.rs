@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use govsync::demo::generate;
+use govsync::demo::generate::{self, Customer};
 use govsync::event::DataType;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, header, wait_until};
+use crate::common::harness::{Env, header, wait_until};
 
 async fn run_until_committed(env: &Env, raw: &govsync::config::RawConfig) {
     let running = env.start_with(govsync::config::check(raw.clone()).unwrap());
@@ -30,7 +30,7 @@ async fn the_seeds_concurrent_update_under_each_policy() {
     ] {
         let env = Env::new(&format!("policy_{policy}"), 1).await;
         env.migrate().await;
-        crate::routing::seed_sample_customers(&env).await;
+        super::routing::seed_sample_customers(&env).await;
         // The seed's event for a customer whose row customer service changed
         // to "…123号A座" at 10:25, after the engine read it.
         let mut e: Value = serde_json::from_str(include_str!(
@@ -75,6 +75,21 @@ async fn same_customer_many_times_one_rejected_record_duplicates_and_stale() {
     env.migrate().await;
     let customers = generate::customers(1000, 1, 41);
     env.seed(&customers).await;
+    let events = one_batch_of_events(&customers);
+    env.publish(&events).await;
+
+    let mut raw = env.raw.clone();
+    raw.batch.min_size = 100;
+    raw.batch.address = [2000, 2000];
+    raw.batch.max_wait = "1s".into();
+    run_until_committed(&env, &raw).await;
+    the_rejected_row_untouched_the_others_applied_once_in_order(&env, &customers).await;
+    only_the_rejected_record_dead_lettered_in_one_transaction(&env).await;
+}
+
+/// A thousand address results (one too long for its column), then three
+/// more results of customer 0, a duplicate and a stale result.
+fn one_batch_of_events(customers: &[Customer]) -> Vec<Value> {
     let mut events: Vec<Value> = customers
         .iter()
         .enumerate()
@@ -126,14 +141,13 @@ async fn same_customer_many_times_one_rejected_record_duplicates_and_stale() {
         generate::governed_at(1),
         false,
     ));
-    env.publish(&events).await;
+    events
+}
 
-    let mut raw = env.raw.clone();
-    raw.batch.min_size = 100;
-    raw.batch.address = [2000, 2000];
-    raw.batch.max_wait = "1s".into();
-    run_until_committed(&env, &raw).await;
-
+async fn the_rejected_row_untouched_the_others_applied_once_in_order(
+    env: &Env,
+    customers: &[Customer],
+) {
     let applied: i64 = env
         .count("SELECT count(*) FROM govsync_change_log WHERE outcome = 'applied'")
         .await;
@@ -189,7 +203,9 @@ async fn same_customer_many_times_one_rejected_record_duplicates_and_stale() {
         .count("SELECT count(*) FROM govsync_change_log WHERE outcome = 'stale'")
         .await;
     assert_eq!(stale, 1);
+}
 
+async fn only_the_rejected_record_dead_lettered_in_one_transaction(env: &Env) {
     let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
     assert_eq!(dlq.len(), 1, "only the rejected record is dead-lettered");
     assert_eq!(header(&dlq[0], "govsync.error.class"), Some("db_rejected"));

@@ -58,6 +58,19 @@ async fn the_demo_runs_without_services_and_its_counts_add_up() {
     );
     let c = printed_counts(&text);
     let published = 1506;
+    outcomes_add_up(&c, published, &text);
+    topics_match(&c, &text);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    tables_match(&pool, &c, published).await;
+    seed_records_end_as_the_standard_says(&pool).await;
+    review_reasons_printed_and_nothing_unmasked(&text);
+}
+
+/// The printed outcomes add up to the events published, and the mix
+/// produced every kind.
+fn outcomes_add_up(c: &HashMap<String, i64>, published: i64, text: &str) {
     assert_eq!(c["sum"], published, "{text}");
     let outcomes: i64 = c
         .iter()
@@ -79,8 +92,10 @@ async fn the_demo_runs_without_services_and_its_counts_add_up() {
     ] {
         assert!(c[kind] > 0, "the mix produced {kind}: {text}");
     }
+}
 
-    // The topics, as the demo read them from the embedded broker.
+/// The topics, as the demo read them from the embedded broker.
+fn topics_match(c: &HashMap<String, i64>, text: &str) {
     let topics = text.lines().find(|l| l.starts_with("topics:")).unwrap();
     let nums: Vec<i64> = topics
         .split_whitespace()
@@ -96,22 +111,21 @@ async fn the_demo_runs_without_services_and_its_counts_add_up() {
         c["invalid"] + c["poison"],
         "dead-letter topic: {topics}"
     );
+}
 
-    // The SQLite tables.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+/// The SQLite tables agree with the printed counts.
+async fn tables_match(pool: &sqlx::SqlitePool, c: &HashMap<String, i64>, published: i64) {
     for outcome in ["applied", "flagged", "review", "conflict", "stale"] {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM govsync_change_log WHERE outcome = ?1")
                 .bind(outcome)
-                .fetch_one(&pool)
+                .fetch_one(pool)
                 .await
                 .unwrap();
         assert_eq!(n, c[outcome], "change log {outcome}");
     }
     let versions: i64 = sqlx::query_scalar("SELECT sum(version) FROM customer_profile")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(
@@ -120,12 +134,14 @@ async fn the_demo_runs_without_services_and_its_counts_add_up() {
         "one version per write"
     );
     let ledger: i64 = sqlx::query_scalar("SELECT sum(records) FROM govsync_batch")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(ledger, published, "the ledger accounts for every record");
+}
 
-    // The seed's records.
+/// The seed's records end as the standard says.
+async fn seed_records_end_as_the_standard_says(pool: &sqlx::SqlitePool) {
     let row = |id: &'static str| {
         let pool = pool.clone();
         async move {
@@ -166,6 +182,11 @@ async fn the_demo_runs_without_services_and_its_counts_add_up() {
         0,
         "06: conflict"
     );
+}
+
+/// The review reasons of the seed's records are printed, and no ID-card or
+/// phone number unmasked.
+fn review_reasons_printed_and_nothing_unmasked(text: &str) {
     for reason in [
         "expected 2, found X",
         "expected 2, found 4",

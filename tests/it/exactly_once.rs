@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::harness::{Env, Proc, RawOut, wait_until};
-use crate::workload::{Expect, Workload, assert_exactly_once, caught_up};
+use crate::common::harness::{Env, Proc, RawOut, wait_until};
+use crate::common::workload::{Expect, Workload, assert_exactly_once, caught_up};
 
 /// Small batches and quick flushes, so that crashes land mid-stream.
 fn crash_config(env: &Env) -> govsync::config::RawConfig {

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use govsync::config::Config;
-use govsync::demo::generate;
+use govsync::demo::generate::{self, Customer};
 use govsync::event::DataType;
 use govsync::pipeline::Progress;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Env, RawOut};
+use crate::common::harness::{Env, RawOut};
 
 const REGIONS: [&str; 2] = ["9971", "9972"];
 
@@ -94,6 +94,8 @@ fn msg(e: &Value) -> RawOut {
     )
 }
 
+type Counts = BTreeMap<(String, String), u64>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_every_published_record_and_health_answers() {
     let env = Env::new("metrics", 2).await;
@@ -108,19 +110,54 @@ async fn metrics_count_every_published_record_and_health_answers() {
             .await
             .unwrap();
     }
-    let region = |i: usize| REGIONS[i % 2];
-    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let expect = |expected: &mut BTreeMap<(String, String), u64>, outcome: &str, i: usize| {
-        *expected
-            .entry((outcome.to_string(), region(i).to_string()))
-            .or_default() += 1;
-    };
-    let at_region = |mut e: Value, i: usize| {
-        e["region_code"] = json!(region(i));
-        e
-    };
+    let mut expected: Counts = BTreeMap::new();
+    let (first, applied_events) = phase_one(&customers, &mut expected);
 
-    // Phase 1: applied, invalid, flagged, conflict, held for review.
+    let mut raw = env.raw.clone();
+    raw.metrics.listen = "127.0.0.1:0".into();
+    let cfg = govsync::config::check(raw).unwrap();
+    let running = env.start_with(cfg.clone());
+    let (addr, stop_http) = serve_metrics(&cfg, running.progress.clone()).await;
+    health_and_readiness_answer(addr).await;
+
+    env.publish_raw(&first).await;
+    let phase1: u64 = expected.values().sum();
+    // Scraped while the processor runs.
+    let (got, _) = scrape_until(addr, phase1, "phase 1 in /metrics").await;
+    assert_eq!(got, expected, "phase 1, by outcome and region");
+
+    let second = phase_two(&customers, &applied_events, &mut expected);
+    env.publish_raw(&second).await;
+    let published = (first.len() + second.len()) as u64;
+    let (got, text) = scrape_until(addr, published, "phase 2 in /metrics").await;
+    running.stop().await;
+    // Nothing more arrives after the processor stopped.
+    let (_, after) = get(addr, "/metrics").await;
+    let (code, body) = get(addr, "/nope").await;
+    assert_eq!(code, 404, "{body}");
+    stop_http.cancel();
+    counts_add_up(&got, &expected, &records(&after), published);
+    other_families_exported_without_personal_data(&text, &customers);
+}
+
+fn region(i: usize) -> &'static str {
+    REGIONS[i % 2]
+}
+
+fn expect(expected: &mut Counts, outcome: &str, i: usize) {
+    *expected
+        .entry((outcome.to_string(), region(i).to_string()))
+        .or_default() += 1;
+}
+
+fn at_region(mut e: Value, i: usize) -> Value {
+    e["region_code"] = json!(region(i));
+    e
+}
+
+/// Phase 1: applied, invalid, flagged, conflict, held for review. Returns
+/// the messages and the events that will be applied.
+fn phase_one(customers: &[Customer], expected: &mut Counts) -> (Vec<RawOut>, Vec<Value>) {
     let mut first = Vec::new();
     let mut applied_events = Vec::new();
     for (i, c) in customers[..30].iter().enumerate() {
@@ -136,7 +173,7 @@ async fn metrics_count_every_published_record_and_health_answers() {
         );
         applied_events.push(e.clone());
         first.push(msg(&e));
-        expect(&mut expected, "applied", i);
+        expect(expected, "applied", i);
     }
     for (i, c) in customers.iter().enumerate().take(40).skip(30) {
         let mut e = generate::event(
@@ -148,13 +185,13 @@ async fn metrics_count_every_published_record_and_health_answers() {
         );
         e["sync_operation"]["target_fields"] = json!(["phone", "address"]);
         first.push(msg(&at_region(e, i)));
-        expect(&mut expected, "invalid", i);
+        expect(expected, "invalid", i);
     }
     for (i, c) in customers.iter().enumerate().take(45).skip(40) {
         let e =
             generate::bad_check_digit_event(c, &format!("m-flag-{i}"), generate::governed_at(i));
         first.push(msg(&at_region(e, i)));
-        expect(&mut expected, "flagged", i);
+        expect(expected, "flagged", i);
     }
     for (i, c) in customers.iter().enumerate().take(50).skip(45) {
         let e = generate::event(
@@ -165,7 +202,7 @@ async fn metrics_count_every_published_record_and_health_answers() {
             false,
         );
         first.push(msg(&at_region(e, i)));
-        expect(&mut expected, "conflict", i);
+        expect(expected, "conflict", i);
     }
     for (i, c) in customers.iter().enumerate().take(55).skip(50) {
         // The engine says the checksum passed; govsync's own check says no.
@@ -181,15 +218,13 @@ async fn metrics_count_every_published_record_and_health_answers() {
         wrong.push(if last == '0' { '1' } else { '0' });
         e["original_data"]["id_card"] = json!(wrong);
         first.push(msg(&at_region(e, i)));
-        expect(&mut expected, "review", i);
+        expect(expected, "review", i);
     }
+    (first, applied_events)
+}
 
-    let mut raw = env.raw.clone();
-    raw.metrics.listen = "127.0.0.1:0".into();
-    let cfg = govsync::config::check(raw).unwrap();
-    let running = env.start_with(cfg.clone());
-    let (addr, stop_http) = serve_metrics(&cfg, running.progress.clone()).await;
-
+/// `/healthz` at once, `/readyz` once the partitions are assigned.
+async fn health_and_readiness_answer(addr: SocketAddr) {
     let (code, body) = get(addr, "/healthz").await;
     assert_eq!((code, body.as_str()), (200, "ok\n"));
     let started = Instant::now();
@@ -207,35 +242,37 @@ async fn metrics_count_every_published_record_and_health_answers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    env.publish_raw(&first).await;
-    let phase1: u64 = expected.values().sum();
-    let scrape_until = |total: u64, what: &'static str| async move {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let (code, text) = get(addr, "/metrics").await;
-            assert_eq!(code, 200);
-            let got = records(&text);
-            if got.values().sum::<u64>() >= total {
-                return (got, text);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {got:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+/// Scrapes `/metrics` until this test's records add up to `total`.
+async fn scrape_until(addr: SocketAddr, total: u64, what: &str) -> (Counts, String) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (code, text) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        let got = records(&text);
+        if got.values().sum::<u64>() >= total {
+            return (got, text);
         }
-    };
-    // Scraped while the processor runs.
-    let (got, _) = scrape_until(phase1, "phase 1 in /metrics").await;
-    assert_eq!(got, expected, "phase 1, by outcome and region");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
-    // Phase 2: the same events again (duplicates) and older results for
-    // customers that already have a newer one of the same type (stale).
+/// Phase 2: the same events again (duplicates) and older results for
+/// customers that already have a newer one of the same type (stale).
+fn phase_two(
+    customers: &[Customer],
+    applied_events: &[Value],
+    expected: &mut Counts,
+) -> Vec<RawOut> {
     let mut second = Vec::new();
     for (i, e) in applied_events.iter().enumerate().take(10) {
         second.push(msg(e));
-        expect(&mut expected, "duplicate", i);
+        expect(expected, "duplicate", i);
     }
     for (i, c) in customers.iter().enumerate().take(15).skip(10) {
         let older = generate::governed_at(0) - chrono::Duration::days(1);
@@ -250,18 +287,14 @@ async fn metrics_count_every_published_record_and_health_answers() {
             i,
         );
         second.push(msg(&e));
-        expect(&mut expected, "stale", i);
+        expect(expected, "stale", i);
     }
-    env.publish_raw(&second).await;
-    let published = (first.len() + second.len()) as u64;
-    let (got, text) = scrape_until(published, "phase 2 in /metrics").await;
-    running.stop().await;
-    // Nothing more arrives after the processor stopped.
-    let (_, after) = get(addr, "/metrics").await;
-    let (code, body) = get(addr, "/nope").await;
-    assert_eq!(code, 404, "{body}");
-    stop_http.cancel();
+    second
+}
 
+/// applied + review + dlq + duplicates (+ stale) = published, and every
+/// series as expected, also after the processor stopped.
+fn counts_add_up(got: &Counts, expected: &Counts, after: &Counts, published: u64) {
     let sum = |outcomes: &[&str]| -> u64 {
         got.iter()
             .filter(|((o, _), _)| outcomes.contains(&o.as_str()))
@@ -277,10 +310,12 @@ async fn metrics_count_every_published_record_and_health_answers() {
         "applied + review + dlq + duplicates (+ stale) = published: {got:?}"
     );
     assert_eq!(got, expected, "by outcome and region");
-    assert_eq!(records(&after), expected);
+    assert_eq!(after, expected);
+}
 
-    // The other families are exported (consumer lag comes from librdkafka's
-    // statistics every 5 s: not waited for); labels carry no personal data.
+/// The other families are exported (consumer lag comes from librdkafka's
+/// statistics every 5 s: not waited for); labels carry no personal data.
+fn other_families_exported_without_personal_data(text: &str, customers: &[Customer]) {
     for family in [
         "govsync_batches_total{status=\"committed\"}",
         "govsync_batch_commit_seconds_bucket",
@@ -293,7 +328,7 @@ async fn metrics_count_every_published_record_and_health_answers() {
     ] {
         assert!(text.contains(family), "{family} missing from /metrics");
     }
-    for c in &customers {
+    for c in customers {
         assert!(!text.contains(&c.phone) && !text.contains(&c.id_card));
     }
 }

@@ -5,14 +5,17 @@
 //! verdict on every message; no log line carries an unmasked ID or phone.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
-use govsync::demo::generate;
+use govsync::config::RawConfig;
+use govsync::demo::generate::{self, Customer};
 use govsync::event::DataType;
+use govsync::message::RawMessage;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, RawOut, header, wait_until};
+use crate::common::harness::{Env, RawOut, header, wait_until};
 
 /// Inserts the seed document's customers as the business side holds them
 /// (06 with the concurrent customer-service update).
@@ -82,6 +85,9 @@ pub fn seed_sample_events() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A message to publish and a label of what it is.
+type Labelled = (RawOut, &'static str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_invalid_malformed_and_review_events_are_routed() {
     let env = Env::new("routing", 3).await;
@@ -89,9 +95,42 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
     seed_sample_customers(&env).await;
     let customers = generate::customers(60, 3, 21);
     env.seed(&customers).await;
+    let msgs = labelled_messages(&customers);
 
+    let raws: Vec<RawOut> = msgs.iter().map(|(m, _)| m.clone()).collect();
+    let offsets = env.publish_raw(&raws).await;
+
+    let mut raw = env.raw.clone();
+    raw.kafka.max_message_bytes = 100_000;
+    let log = env.log_path("routing");
+    let child = env.spawn_binary(
+        &raw,
+        &[("RUST_LOG", "govsync=debug,info".to_string())],
+        &log,
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "every message has an outcome",
+        || async { env.all_committed() },
+    )
+    .await;
+    child.signal(libc::SIGTERM);
+    assert!(child.wait(Duration::from_secs(60)).await.success());
+
+    let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
+    let dlq_at = by_source(&dlq);
+    each_invalid_message_dead_lettered_once(&dlq_at, dlq.len(), &msgs, &offsets);
+    review_topic_holds_the_held_flagged_and_conflicting(&env);
+    valid_applied_and_nothing_touched_by_an_invalid_event(&env, &customers).await;
+    validate_agrees_with_the_processor(&env, &raw, &msgs, &offsets, &dlq_at);
+    no_unmasked_id_or_phone_in_the_log(&log, &customers);
+}
+
+/// The seed's six events, valid ones, invalid ones of every class, and
+/// flagged ones.
+fn labelled_messages(customers: &[Customer]) -> Vec<Labelled> {
     // (key, value, headers) and a label of what it is.
-    let mut msgs: Vec<(RawOut, &str)> = Vec::new();
+    let mut msgs: Vec<Labelled> = Vec::new();
     for v in seed_sample_events() {
         msgs.push(((Some(b"3201".to_vec()), v, vec![]), "seed"));
     }
@@ -112,7 +151,15 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
             "valid",
         ));
     }
-    // Invalid by a business rule: a column outside the allow-list.
+    invalid_by_a_rule(&mut msgs, customers);
+    invalid_by_the_schema(&mut msgs, customers);
+    malformed(&mut msgs, customers);
+    for_review(&mut msgs, customers);
+    msgs
+}
+
+/// Invalid by a business rule: a column outside the allow-list.
+fn invalid_by_a_rule(msgs: &mut Vec<Labelled>, customers: &[Customer]) {
     for (i, c) in customers[30..40].iter().enumerate() {
         let mut e = generate::event(
             c,
@@ -131,7 +178,10 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
             "rule",
         ));
     }
-    // Invalid by the schema: wrong types, a missing field, NUL in a string.
+}
+
+/// Invalid by the schema: wrong types, a missing field, NUL in a string.
+fn invalid_by_the_schema(msgs: &mut Vec<Labelled>, customers: &[Customer]) {
     let c = &customers[40];
     let mut wrong_type = generate::event(
         c,
@@ -167,7 +217,10 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
             "schema",
         ));
     }
-    // Malformed: not UTF-8, not JSON, too large, an unknown version.
+}
+
+/// Malformed: not UTF-8, not JSON, too large, an unknown version.
+fn malformed(msgs: &mut Vec<Labelled>, customers: &[Customer]) {
     let key = Some(customers[41].region.as_bytes().to_vec());
     msgs.push((
         (key.clone(), vec![0xff, 0xfe, b'{', 0x80], vec![]),
@@ -190,7 +243,10 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
         (key.clone(), serde_json::to_vec(&v2).unwrap(), vec![]),
         "unsupported_version",
     ));
-    // Review: the engine flagged it, or govsync's check contradicts it.
+}
+
+/// Review: the engine flagged it, or govsync's check contradicts it.
+fn for_review(msgs: &mut Vec<Labelled>, customers: &[Customer]) {
     for (i, c) in customers[42..50].iter().enumerate() {
         let e = generate::bad_check_digit_event(
             c,
@@ -206,31 +262,12 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
             "flagged",
         ));
     }
+}
 
-    let raws: Vec<RawOut> = msgs.iter().map(|(m, _)| m.clone()).collect();
-    let offsets = env.publish_raw(&raws).await;
-
-    let mut raw = env.raw.clone();
-    raw.kafka.max_message_bytes = 100_000;
-    let log = env.log_path("routing");
-    let child = env.spawn_binary(
-        &raw,
-        &[("RUST_LOG", "govsync=debug,info".to_string())],
-        &log,
-    );
-    wait_until(
-        Duration::from_secs(90),
-        "every message has an outcome",
-        || async { env.all_committed() },
-    )
-    .await;
-    child.signal(libc::SIGTERM);
-    assert!(child.wait(Duration::from_secs(60)).await.success());
-
-    // Dead letters: each invalid message exactly once, class and bytes kept.
-    let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
-    let mut dlq_at: HashMap<(i32, i64), Vec<&govsync::message::RawMessage>> = HashMap::new();
-    for m in &dlq {
+/// Dead letters by their source (partition, offset).
+fn by_source(dlq: &[RawMessage]) -> HashMap<(i32, i64), Vec<&RawMessage>> {
+    let mut dlq_at: HashMap<(i32, i64), Vec<&RawMessage>> = HashMap::new();
+    for m in dlq {
         let at = (
             header(m, "govsync.source.partition")
                 .unwrap()
@@ -240,6 +277,16 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
         );
         dlq_at.entry(at).or_default().push(m);
     }
+    dlq_at
+}
+
+/// Dead letters: each invalid message exactly once, class and bytes kept.
+fn each_invalid_message_dead_lettered_once(
+    dlq_at: &HashMap<(i32, i64), Vec<&RawMessage>>,
+    dead_letters: usize,
+    msgs: &[Labelled],
+    offsets: &[(i32, i64)],
+) {
     let mut expected_dlq = 0;
     for (i, ((key, value, headers), label)) in msgs.iter().enumerate() {
         let class = match *label {
@@ -289,9 +336,12 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
             );
         }
     }
-    assert_eq!(dlq.len(), expected_dlq, "nothing else in the DLQ");
+    assert_eq!(dead_letters, expected_dlq, "nothing else in the DLQ");
+}
 
-    // Review topic: seed 03 (held), 04 (flagged), 06 (conflict) and the flagged ones.
+/// Review topic: seed 03 (held), 04 (flagged), 06 (conflict) and the
+/// flagged ones.
+fn review_topic_holds_the_held_flagged_and_conflicting(env: &Env) {
     let review = env.read_topic(&env.raw.kafka.review_topic);
     let docs: HashMap<String, Value> = review
         .iter()
@@ -322,9 +372,11 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
         docs["7c1d2e3f-0006-4a1b-8c2d-3201ADDR0006"]["reason"],
         "conflict"
     );
+}
 
-    // The database: valid applied, seed outcomes as the standard says,
-    // nothing touched by an invalid event.
+/// The database: valid applied, seed outcomes as the standard says, nothing
+/// touched by an invalid event.
+async fn valid_applied_and_nothing_touched_by_an_invalid_event(env: &Env, customers: &[Customer]) {
     let version = |id: String| {
         let pg = env.pg.clone();
         async move {
@@ -379,16 +431,24 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
         "05 applied with its carrier"
     );
     assert_eq!(get(5).get::<i64, _>("version"), 0, "06 conflict: untouched");
+}
 
-    // `govsync validate` agrees with the processor on every message.
+/// `govsync validate` agrees with the processor on every message.
+fn validate_agrees_with_the_processor(
+    env: &Env,
+    raw: &RawConfig,
+    msgs: &[Labelled],
+    offsets: &[(i32, i64)],
+    dlq_at: &HashMap<(i32, i64), Vec<&RawMessage>>,
+) {
     let mut file = Vec::new();
-    for ((_, v, _), _) in &msgs {
+    for ((_, v, _), _) in msgs {
         file.extend_from_slice(v);
         file.push(b'\n');
     }
     let path = std::env::temp_dir().join(format!("{}.jsonl", env.name));
     std::fs::write(&path, &file).unwrap();
-    let cfg_path = env.write_config(&raw);
+    let cfg_path = env.write_config(raw);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_govsync"))
         .args(["validate", "--config"])
         .arg(&cfg_path)
@@ -410,9 +470,11 @@ async fn valid_invalid_malformed_and_review_events_are_routed() {
             "message {i} ({label}): validate says {v:?}, the processor {processor:?}"
         );
     }
+}
 
-    // No unmasked ID-card or phone number of the test data in the logs.
-    let logs = std::fs::read_to_string(&log).unwrap();
+/// No unmasked ID-card or phone number of the test data in the logs.
+fn no_unmasked_id_or_phone_in_the_log(log: &Path, customers: &[Customer]) {
+    let logs = std::fs::read_to_string(log).unwrap();
     assert!(logs.contains("batch"), "the log is not empty");
     let mut secrets: Vec<String> = customers
         .iter()

@@ -10,7 +10,7 @@ use govsync::event::DataType;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::harness::{Env, wait_until};
+use crate::common::harness::{Env, wait_until};
 
 /// 1000 events over `customers[..900]`: every customer once, the first 100
 /// twice (same data type: the later result wins, both are applied).

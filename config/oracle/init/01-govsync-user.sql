@@ -13,7 +13,7 @@ ALTER SESSION SET CONTAINER = FREEPDB1;
 CREATE USER govsync IDENTIFIED BY "govsync" DEFAULT TABLESPACE users QUOTA UNLIMITED ON users;
 GRANT CREATE SESSION, CREATE TABLE TO govsync;
 
--- The integration tests' user (tests/it/oracle.rs): the tests drop and
+-- The integration tests' user (tests/it/sink/oracle.rs): the tests drop and
 -- recreate govsync's tables in this schema, and install a trigger.
 CREATE USER govsync_test IDENTIFIED BY "govsync_test" DEFAULT TABLESPACE users QUOTA UNLIMITED ON users;
 GRANT CREATE SESSION, CREATE TABLE, CREATE TRIGGER TO govsync_test;

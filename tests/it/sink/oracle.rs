@@ -1,4 +1,4 @@
-//! The sink test suite ([`crate::sink_suite`]) against Oracle. Oracle does
+//! The sink test suite ([`super`]) against Oracle. Oracle does
 //! not run on the build machines: these tests run when GOVSYNC_ORACLE_URL
 //! (and GOVSYNC_ORACLE_PASSWORD) name a database, e.g. the Oracle Free of
 //! docker-compose.yml, and print why they were skipped otherwise:
@@ -6,7 +6,7 @@
 //! ```text
 //! docker compose up -d oracle
 //! GOVSYNC_ORACLE_URL=oracle://govsync_test@localhost:1521/FREEPDB1 \
-//! GOVSYNC_ORACLE_PASSWORD=govsync_test cargo test --test it oracle -- --nocapture
+//! GOVSYNC_ORACLE_PASSWORD=govsync_test cargo test --test it sink::oracle -- --nocapture
 //! ```
 //!
 //! The tests DROP and recreate govsync's tables and CUSTOMER_PROFILE in the
@@ -22,11 +22,14 @@ use govsync::event::Row;
 use govsync::sink::Database;
 use govsync::sink::oracle::easy_connect;
 
-use crate::sink_suite::{Business, Suite, run_all};
+use super::{Business, Suite, run, scenario_tests};
 
 const SKIP: &str = "skipped: set GOVSYNC_ORACLE_URL=oracle://govsync_test@localhost:1521/FREEPDB1 and \
     GOVSYNC_ORACLE_PASSWORD=govsync_test (`docker compose up -d oracle` starts that database; see README, \
     \"Oracle and the production stack\")";
+
+/// The tests share the test user's schema and reset it: one at a time.
+static SCHEMA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Tables the tests drop before they start (the schema is the test's own).
 const TABLES: [&str; 6] = [
@@ -208,11 +211,12 @@ impl Business for OracleBusiness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_suite_oracle() {
+/// The suite on freshly reset tables, or `None` (skipped, saying why)
+/// when GOVSYNC_ORACLE_URL is not set.
+async fn fresh_suite(test: &str) -> Option<Suite> {
     let Some((url, password)) = target() else {
-        println!("sink_suite_oracle {SKIP}");
-        return;
+        println!("sink::oracle::{test} {SKIP}");
+        return None;
     };
     // The sink first: a missing Oracle client is reported with install advice.
     let db = sink(&url).await;
@@ -227,14 +231,34 @@ async fn sink_suite_oracle() {
     db.migrate(true).await.unwrap();
     let again = db.migrate(true).await.unwrap();
     assert_eq!(again, ["govsync tables", "customer_profile (dev)"]);
-    let suite = Suite {
+    Some(Suite {
         db,
         biz: Box::new(OracleBusiness {
             conn: Arc::new(conn),
         }),
         topic: "oracle.results".into(),
+    })
+}
+
+async fn with_suite(test: &str, scenario: impl AsyncFnOnce(&Suite)) {
+    let _one_at_a_time = SCHEMA.lock().await;
+    let Some(suite) = fresh_suite(test).await else {
+        return;
     };
-    run_all(&suite).await;
+    run(&suite, scenario).await;
+    suite.db.close().await;
+}
+
+scenario_tests!(with_suite);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_queue_for_the_pool_and_a_dropped_transaction_rolls_back() {
+    let _one_at_a_time = SCHEMA.lock().await;
+    let Some(suite) =
+        fresh_suite("sessions_queue_for_the_pool_and_a_dropped_transaction_rolls_back").await
+    else {
+        return;
+    };
     session_basics(suite.db.as_ref()).await;
     suite.db.close().await;
 }

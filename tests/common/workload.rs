@@ -1,8 +1,6 @@
 //! A mixed workload with known outcomes, and the model of its final state:
 //! what applying every event exactly once, in order, must leave behind.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use govsync::demo::generate::{self, Customer};
@@ -10,7 +8,7 @@ use govsync::event::DataType;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::{Env, header};
+use super::harness::{Env, RawOut, header};
 
 /// One message to publish: the key and value bytes, and what must become
 /// of it.
@@ -60,15 +58,6 @@ impl Workload {
         // written per (customer, data type) (for staleness).
         let mut applied: Vec<Value> = Vec::new();
         let mut written: HashMap<(String, DataType), usize> = HashMap::new();
-        fn write(
-            written: &mut HashMap<(String, DataType), usize>,
-            c: &Customer,
-            dt: DataType,
-            g: usize,
-        ) {
-            let w = written.entry((c.id.clone(), dt)).or_insert(g);
-            *w = (*w).max(g);
-        }
         for i in 0..n {
             let c = &cs[rng.random_range(0..cs.len())];
             let key = Some(c.region.as_bytes().to_vec());
@@ -256,7 +245,7 @@ impl Workload {
     }
 
     /// Messages `range` as the harness publishes them.
-    pub fn raw(&self, range: std::ops::Range<usize>) -> Vec<crate::harness::RawOut> {
+    pub fn raw(&self, range: std::ops::Range<usize>) -> Vec<RawOut> {
         self.msgs[range]
             .iter()
             .map(|m| (m.key.clone(), m.value.clone(), vec![]))
@@ -270,6 +259,13 @@ impl Workload {
         }
         out
     }
+}
+
+/// Records that `c`'s results of type `dt` were governed at index `g` (the
+/// latest wins).
+fn write(written: &mut HashMap<(String, DataType), usize>, c: &Customer, dt: DataType, g: usize) {
+    let w = written.entry((c.id.clone(), dt)).or_insert(g);
+    *w = (*w).max(g);
 }
 
 /// Every record applied: the watermarks reach `total` and Kafka's

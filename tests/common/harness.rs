@@ -3,8 +3,6 @@
 //! group and PostgreSQL schema. A missing service fails the test with a
 //! message saying how to start it.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;

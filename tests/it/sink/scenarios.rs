@@ -1,117 +1,18 @@
-//! The sink test suite, written once: every scenario runs against each
-//! database through the same `Database` trait (PostgreSQL and SQLite here;
-//! Oracle when GOVSYNC_ORACLE_URL is set, see oracle.rs). Batches are built
-//! directly, without Kafka: this is the database half of exactly-once.
-
-#![allow(dead_code)]
+//! The scenarios of the sink suite, each on its own customers and
+//! partition, through nothing but [`Suite`]: the same code for every
+//! database.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use govsync::demo::generate::{self, Customer};
-use govsync::event::{self, ConflictPolicy, DataType, Row, RuleSet};
-use govsync::message::RawMessage;
-use govsync::output::{self, Failure};
-use govsync::sink::protocol::{self, ApplyOptions, BatchReport};
-use govsync::sink::{Database, Outcome, PartitionKey, SinkBatch, SinkError, SinkRecord};
+use govsync::event::{ConflictPolicy, DataType, Row};
+use govsync::output;
+use govsync::sink::protocol::{self, BatchReport};
+use govsync::sink::{Outcome, SinkError};
 use serde_json::{Value, json};
 
-/// What the suite needs besides the `Database` trait: the business side's
-/// own writes and reads, in each dialect.
-#[async_trait]
-pub trait Business: Send + Sync {
-    /// Inserts customer rows as the business side holds them
-    /// (last_update = generate::seen_last_update() in +08:00, version 0).
-    async fn seed(&self, customers: &[Customer]);
-    /// A concurrent business update: address and last_update.
-    async fn business_update(&self, customer: &str, address: &str, last_update: DateTime<Utc>);
-    async fn row(&self, customer: &str) -> Option<Row>;
-    async fn count(&self, table: &str) -> i64;
-    /// Makes the database rewrite `address` on every update (a trigger), or
-    /// returns false when the dialect does not support it here.
-    async fn install_tampering_trigger(&self) -> bool;
-}
-
-pub struct Suite {
-    pub db: Arc<dyn Database>,
-    pub biz: Box<dyn Business>,
-    pub topic: String,
-}
-
-pub fn opts(policy: ConflictPolicy) -> ApplyOptions {
-    ApplyOptions {
-        review_topic: "suite.review".into(),
-        dlq_topic: "suite.dlq".into(),
-        policies: DataType::ALL.into_iter().map(|d| (d, policy)).collect(),
-        max_poison_fraction: 0.1,
-    }
-}
-
-impl Suite {
-    pub fn key(&self, partition: i32) -> PartitionKey {
-        PartitionKey {
-            group: "suite".into(),
-            topic: self.topic.clone(),
-            partition,
-        }
-    }
-
-    /// A batch of `events` at offsets `first..`, expecting the watermark at
-    /// `expected`.
-    pub fn batch(&self, partition: i32, first: i64, expected: i64, events: &[Value]) -> SinkBatch {
-        let rules = RuleSet::default();
-        let key = self.key(partition);
-        let last = first + events.len() as i64 - 1;
-        let batch_id = format!("suite:{}:{partition}:{first}-{last}", self.topic);
-        let mut records = Vec::new();
-        let mut rejected = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            let value = serde_json::to_vec(e).unwrap();
-            let raw = Arc::new(RawMessage {
-                topic: self.topic.clone(),
-                partition,
-                offset: first + i as i64,
-                key: govsync::kafka::region_key(&value),
-                value: Some(value.clone()),
-                headers: vec![],
-                timestamp_ms: None,
-            });
-            match event::decode_and_check(&value, 1 << 20, &rules) {
-                Ok(checked) => records.push(SinkRecord { raw, checked }),
-                Err(r) => {
-                    let f = Failure {
-                        class: r.rejection.class().into(),
-                        message: r.rejection.to_string(),
-                        batch_id: batch_id.clone(),
-                        ..Default::default()
-                    };
-                    rejected.push((raw.offset, output::dead_letter(&raw, &f, "suite.dlq")));
-                }
-            }
-        }
-        SinkBatch {
-            batch_id,
-            key,
-            expected_watermark: expected,
-            first_offset: first,
-            last_offset: last,
-            records,
-            rejected,
-            prune_outbox_upto: None,
-            attempt: 1,
-        }
-    }
-
-    pub async fn apply(
-        &self,
-        b: &SinkBatch,
-        policy: ConflictPolicy,
-    ) -> Result<BatchReport, SinkError> {
-        protocol::apply(self.db.as_ref(), b, &opts(policy)).await
-    }
-}
+use super::Suite;
 
 fn ev(c: &Customer, dt: DataType, id: &str, i: usize) -> Value {
     generate::event(c, dt, id, generate::governed_at(i), false)
@@ -121,22 +22,7 @@ fn outcomes(r: &BatchReport) -> Vec<Outcome> {
     r.outcomes.clone()
 }
 
-/// Runs every scenario against `suite` (each on its own customers and
-/// partition, so they share one schema).
-pub async fn run_all(suite: &Suite) {
-    suite.db.migrate(true).await.unwrap();
-    applies_writes_log_ledger_and_watermark(suite).await;
-    duplicates_are_skipped_within_and_across_batches(suite).await;
-    stale_results_do_not_overwrite_newer_ones(suite).await;
-    seed_concurrent_update_under_each_policy(suite).await;
-    same_customer_several_times_in_one_batch(suite).await;
-    one_rejected_record_among_a_thousand(suite).await;
-    records_below_the_watermark_are_skipped_and_foreign_outbox_returned(suite).await;
-    rollback_restores_exactly_the_before_images(suite).await;
-    verification_failure_rolls_back(suite).await;
-}
-
-async fn applies_writes_log_ledger_and_watermark(s: &Suite) {
+pub async fn applies_writes_log_ledger_and_watermark(s: &Suite) {
     let cs = generate::customers(30, 2, 101);
     s.biz.seed(&cs).await;
     let events: Vec<Value> = cs
@@ -173,7 +59,7 @@ async fn applies_writes_log_ledger_and_watermark(s: &Suite) {
     assert_eq!(ledger[0].counts.get("applied"), Some(&30));
 }
 
-async fn duplicates_are_skipped_within_and_across_batches(s: &Suite) {
+pub async fn duplicates_are_skipped_within_and_across_batches(s: &Suite) {
     let cs = generate::customers(5, 1, 102);
     let cs: Vec<Customer> = cs
         .into_iter()
@@ -202,7 +88,7 @@ async fn duplicates_are_skipped_within_and_across_batches(s: &Suite) {
     );
 }
 
-async fn stale_results_do_not_overwrite_newer_ones(s: &Suite) {
+pub async fn stale_results_do_not_overwrite_newer_ones(s: &Suite) {
     let mut c = generate::customers(1, 1, 103).remove(0);
     c.id = "STALE_1".into();
     s.biz.seed(std::slice::from_ref(&c)).await;
@@ -232,9 +118,9 @@ async fn stale_results_do_not_overwrite_newer_ones(s: &Suite) {
 
 /// The seed's example: customer service wrote "…123号A座" at 10:25, after
 /// the engine read the row (14:30 on the 10th) and governed "…123号".
-async fn seed_concurrent_update_under_each_policy(s: &Suite) {
+pub async fn seed_concurrent_update_under_each_policy(s: &Suite) {
     let seed_event: Value = serde_json::from_str(include_str!(
-        "../../schemas/examples/01-address-update.json"
+        "../../../schemas/examples/01-address-update.json"
     ))
     .unwrap();
     let concurrent = "江苏省南京市玄武区中山路123号A座";
@@ -290,7 +176,7 @@ async fn seed_concurrent_update_under_each_policy(s: &Suite) {
     }
 }
 
-async fn same_customer_several_times_in_one_batch(s: &Suite) {
+pub async fn same_customer_several_times_in_one_batch(s: &Suite) {
     let mut c = generate::customers(1, 1, 105).remove(0);
     c.id = "MULTI_1".into();
     s.biz.seed(std::slice::from_ref(&c)).await;
@@ -315,7 +201,7 @@ async fn same_customer_several_times_in_one_batch(s: &Suite) {
     assert_eq!(row.validation_status.as_deref(), Some("valid"));
 }
 
-async fn one_rejected_record_among_a_thousand(s: &Suite) {
+pub async fn one_rejected_record_among_a_thousand(s: &Suite) {
     let cs: Vec<Customer> = generate::customers(1000, 2, 106)
         .into_iter()
         .map(|mut c| {
@@ -380,7 +266,7 @@ async fn one_rejected_record_among_a_thousand(s: &Suite) {
     );
 }
 
-async fn records_below_the_watermark_are_skipped_and_foreign_outbox_returned(s: &Suite) {
+pub async fn records_below_the_watermark_are_skipped_and_foreign_outbox_returned(s: &Suite) {
     let cs: Vec<Customer> = generate::customers(6, 1, 107)
         .into_iter()
         .map(|mut c| {
@@ -452,7 +338,7 @@ async fn records_below_the_watermark_are_skipped_and_foreign_outbox_returned(s: 
     assert_eq!(s.db.watermark(&s.key(6)).await.unwrap(), Some(5));
 }
 
-async fn rollback_restores_exactly_the_before_images(s: &Suite) {
+pub async fn rollback_restores_exactly_the_before_images(s: &Suite) {
     let cs: Vec<Customer> = generate::customers(3, 1, 108)
         .into_iter()
         .enumerate()
@@ -534,8 +420,8 @@ async fn rollback_restores_exactly_the_before_images(s: &Suite) {
     assert!(again.is_err(), "a batch is rolled back once");
 }
 
-async fn verification_failure_rolls_back(s: &Suite) {
-    // Last: the trigger stays installed.
+pub async fn verification_failure_rolls_back(s: &Suite) {
+    // The trigger stays installed: the tables are this scenario's own.
     if !s.biz.install_tampering_trigger().await {
         return;
     }
@@ -551,207 +437,4 @@ async fn verification_failure_rolls_back(s: &Suite) {
         "rolled back: not even the watermark row"
     );
     assert_eq!(s.biz.row(&c.id).await.unwrap().version, 0);
-}
-
-// --- the two databases that run here --------------------------------------
-
-fn seeded_last_update() -> DateTime<Utc> {
-    generate::seen_last_update_time()
-}
-
-const ROW_SQL: &str = "SELECT address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, quality_score, \
-     validation_status, review_flag, review_priority, last_governance_time, last_update, version \
-     FROM customer_profile WHERE customer_id = ";
-
-struct PgBusiness {
-    pg: sqlx::PgPool,
-}
-
-#[async_trait]
-impl Business for PgBusiness {
-    async fn seed(&self, customers: &[Customer]) {
-        generate::seed_postgres(&self.pg, customers).await.unwrap();
-    }
-
-    async fn business_update(&self, customer: &str, address: &str, last_update: DateTime<Utc>) {
-        sqlx::query(
-            "UPDATE customer_profile SET address = $2, last_update = $3 WHERE customer_id = $1",
-        )
-        .bind(customer)
-        .bind(address)
-        .bind(last_update)
-        .execute(&self.pg)
-        .await
-        .unwrap();
-    }
-
-    async fn row(&self, customer: &str) -> Option<Row> {
-        use sqlx::Row as _;
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("{ROW_SQL}$1")))
-            .bind(customer)
-            .fetch_optional(&self.pg)
-            .await
-            .unwrap()?;
-        Some(Row {
-            address: r.get(0),
-            geo_lat: r.get(1),
-            geo_lon: r.get(2),
-            geo_accuracy: r.get(3),
-            id_card: r.get(4),
-            phone: r.get(5),
-            carrier_info: r.get(6),
-            quality_score: r.get(7),
-            validation_status: r.get(8),
-            review_flag: r.get(9),
-            review_priority: r.get(10),
-            last_governance_time: r.get(11),
-            last_update: r.get(12),
-            version: r.get(13),
-        })
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&self.pg)
-            .await
-            .unwrap()
-    }
-
-    async fn install_tampering_trigger(&self) -> bool {
-        sqlx::query(
-            "CREATE FUNCTION tamper() RETURNS trigger AS $$ BEGIN NEW.address := NEW.address || '!'; RETURN NEW; END $$ LANGUAGE plpgsql",
-        )
-        .execute(&self.pg)
-        .await
-        .unwrap();
-        sqlx::query("CREATE TRIGGER tamper BEFORE UPDATE ON customer_profile FOR EACH ROW EXECUTE FUNCTION tamper()")
-            .execute(&self.pg)
-            .await
-            .unwrap();
-        true
-    }
-}
-
-struct SqliteBusiness {
-    pool: sqlx::SqlitePool,
-}
-
-fn text_time(t: DateTime<Utc>) -> String {
-    govsync::sink::sqlite::time_text(t)
-}
-
-#[async_trait]
-impl Business for SqliteBusiness {
-    async fn seed(&self, customers: &[Customer]) {
-        for c in customers {
-            sqlx::query(
-                "INSERT INTO customer_profile (customer_id, name, address, id_card, phone, quality_score, last_update, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
-            )
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(&c.raw_address)
-            .bind(&c.id_card)
-            .bind(&c.phone)
-            .bind(c.quality_score)
-            .bind(text_time(seeded_last_update()))
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        }
-    }
-
-    async fn business_update(&self, customer: &str, address: &str, last_update: DateTime<Utc>) {
-        sqlx::query(
-            "UPDATE customer_profile SET address = ?2, last_update = ?3 WHERE customer_id = ?1",
-        )
-        .bind(customer)
-        .bind(address)
-        .bind(text_time(last_update))
-        .execute(&self.pool)
-        .await
-        .unwrap();
-    }
-
-    async fn row(&self, customer: &str) -> Option<Row> {
-        use sqlx::Row as _;
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("{ROW_SQL}?1")))
-            .bind(customer)
-            .fetch_optional(&self.pool)
-            .await
-            .unwrap()?;
-        let t = |v: Option<String>| {
-            v.map(|s| {
-                DateTime::parse_from_rfc3339(&s)
-                    .unwrap()
-                    .with_timezone(&Utc)
-            })
-        };
-        Some(Row {
-            address: r.get(0),
-            geo_lat: r.get(1),
-            geo_lon: r.get(2),
-            geo_accuracy: r.get(3),
-            id_card: r.get(4),
-            phone: r.get(5),
-            carrier_info: r.get(6),
-            quality_score: r.get(7),
-            validation_status: r.get(8),
-            review_flag: r.get::<Option<i64>, _>(9).map(|v| v != 0),
-            review_priority: r.get(10),
-            last_governance_time: t(r.get(11)),
-            last_update: t(r.get(12)),
-            version: r.get(13),
-        })
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-
-    async fn install_tampering_trigger(&self) -> bool {
-        sqlx::query(
-            "CREATE TRIGGER tamper AFTER UPDATE OF address ON customer_profile FOR EACH ROW \
-             WHEN NEW.address NOT LIKE '%!' BEGIN UPDATE customer_profile SET address = NEW.address || '!' \
-             WHERE customer_id = NEW.customer_id; END",
-        )
-        .execute(&self.pool)
-        .await
-        .unwrap();
-        true
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_suite_postgres() {
-    let env = crate::harness::Env::new("sinkpg", 1).await;
-    let suite = Suite {
-        db: env.db().await,
-        biz: Box::new(PgBusiness { pg: env.pg.clone() }),
-        topic: env.source().to_string(),
-    };
-    run_all(&suite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_suite_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("suite.db");
-    let mut raw = govsync::config::RawConfig::default();
-    raw.database.url = format!("sqlite://{}", path.display());
-    let cfg = govsync::config::check(raw).unwrap();
-    let db = govsync::sink::connect(&cfg.database).await.unwrap();
-    db.migrate(true).await.unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let suite = Suite {
-        db,
-        biz: Box::new(SqliteBusiness { pool }),
-        topic: "sqlite.results".into(),
-    };
-    run_all(&suite).await;
 }

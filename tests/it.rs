@@ -1,0 +1,20 @@
+//! Integration tests against the real Kafka broker and PostgreSQL started
+//! by `scripts/services up`. One binary (one link step) for all of them.
+//!
+//! This crate root sits beside `tests/common/` so that `mod common;` finds
+//! the shared harness; the tests themselves are the files of `tests/it/`
+//! (the inline module `it` below, so their names start with `it::`).
+
+mod common;
+
+mod it {
+    mod config_cli;
+    mod conflicts;
+    mod demo;
+    mod dlq;
+    mod exactly_once;
+    mod metrics;
+    mod routing;
+    mod sink;
+    mod skeleton;
+}
