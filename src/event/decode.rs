@@ -1,7 +1,7 @@
 //! Bytes → [`Event`]: the structural half of the contract.
 //!
 //! Everything here mirrors `schemas/governance-event.v1.schema.json`; the
-//! test `schema_agreement` (tests/it/contract.rs) feeds both the same valid
+//! tests in tests/contract/agreement.rs feed both the same valid
 //! and mutated events and requires identical verdicts. Business rules
 //! (check digits, allow-lists, dates that exist) are *not* structural and
 //! live in [`super::rules`].

@@ -15,7 +15,6 @@ use govsync::message::RawMessage;
 use govsync::pipeline::Progress;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
@@ -355,22 +354,7 @@ pub fn read_topic(base: &ClientConfig, topic: &str) -> Vec<RawMessage> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(RawMessage {
-                topic: m.topic().into(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp_ms: None,
-            }),
+            Some(Ok(m)) => out.push(RawMessage::from_kafka(&m)),
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None => {
                 let pos = c.position().unwrap();
