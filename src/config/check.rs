@@ -40,6 +40,10 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
         log_format,
         log_level: r.log.level.clone(),
         max_replays: r.dlq.max_replays,
+        change_log_retention: positive(
+            "change_log.retention",
+            duration("change_log.retention", &r.change_log.retention)?,
+        )?,
     })
 }
 

@@ -149,6 +149,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub max_replays: u32,
+    /// `change_log.retention`.
+    pub change_log_retention: Duration,
 }
 
 /// Reads the file (if any) and the `GOVSYNC_*` environment into raw form.

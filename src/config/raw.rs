@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub log: RawLog,
     pub dlq: RawDlq,
+    pub change_log: RawChangeLog,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -302,5 +303,24 @@ pub struct RawDlq {
 impl Default for RawDlq {
     fn default() -> Self {
         RawDlq { max_replays: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChangeLog {
+    /// How long change-log rows are kept after the result was governed:
+    /// the window in which a re-sent result is recognised as a duplicate and
+    /// a batch can be rolled back. PostgreSQL drops whole days (the change
+    /// log is partitioned by day of governed_at); SQLite and Oracle delete
+    /// the rows. The processor applies it at start and every hour.
+    pub retention: String,
+}
+
+impl Default for RawChangeLog {
+    fn default() -> Self {
+        RawChangeLog {
+            retention: "30d".into(),
+        }
     }
 }

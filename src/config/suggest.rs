@@ -74,8 +74,17 @@ fn default_duration(path: &[String]) -> Option<String> {
     humantime::parse_duration(s).ok().map(|_| s.to_string())
 }
 
-const SECTIONS: [&str; 9] = [
-    "kafka", "database", "batch", "flow", "retry", "rules", "metrics", "log", "dlq",
+const SECTIONS: [&str; 10] = [
+    "kafka",
+    "database",
+    "batch",
+    "flow",
+    "retry",
+    "rules",
+    "metrics",
+    "log",
+    "dlq",
+    "change_log",
 ];
 
 /// Names that look like configuration overrides but miss the double

@@ -27,6 +27,15 @@ pub enum DataType {
 impl DataType {
     pub const ALL: [DataType; 3] = [DataType::Address, DataType::IdCard, DataType::Phone];
 
+    /// Its position in [`DataType::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            DataType::Address => 0,
+            DataType::IdCard => 1,
+            DataType::Phone => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DataType::Address => "address",

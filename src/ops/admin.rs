@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::cli::BatchesArgs;
 use crate::config::Config;
 use crate::sink::LedgerEntry;
-use crate::sink::protocol::RollbackReport;
+use crate::sink::rollback::RollbackReport;
 use crate::{kafka, sink};
 
 /// `govsync migrate`: govsync's tables (with `with_target_table` also the
@@ -28,6 +28,12 @@ pub async fn migrate(
         "database ({}): migrated {}",
         db.kind(),
         done.join(", ")
+    )?;
+    let kept = db.maintain(cfg.change_log_retention).await?;
+    writeln!(
+        out,
+        "change log (retention {}): {kept}",
+        humantime::format_duration(cfg.change_log_retention)
     )?;
     if topics {
         let created = kafka::ensure_topics(
@@ -82,7 +88,7 @@ pub async fn rollback(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let db = sink::connect(&cfg.database).await?;
-    let report = sink::protocol::rollback(db.as_ref(), batch, dry_run).await?;
+    let report = sink::rollback::rollback(db.as_ref(), batch, dry_run).await?;
     print_rollback(&report, out)?;
     db.close().await;
     Ok(())

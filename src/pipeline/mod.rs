@@ -145,6 +145,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     memory::tune();
     let mut trimmer = memory::Trimmer::default();
+    tokio::spawn(keep_change_log(
+        db.clone(),
+        cfg.change_log_retention,
+        shutdown.clone(),
+    ));
     let (ev_tx, mut events) = mpsc::channel::<FromConsumer>(CHANNEL);
     let setup = consumer::ConsumerSetup {
         config: crate::kafka::consumer_config(&cfg.kafka),
@@ -227,4 +232,25 @@ pub async fn run(
         anyhow::bail!("the consumer stopped unexpectedly");
     }
     Ok(())
+}
+
+/// How often the processor applies `change_log.retention`.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+
+/// Applies the change log's retention now and every hour, until shutdown.
+/// A failure is logged and tried again at the next turn: retention is
+/// housekeeping, never a reason to stop applying batches.
+async fn keep_change_log(db: Arc<dyn Database>, retention: Duration, shutdown: CancellationToken) {
+    loop {
+        match db.maintain(retention).await {
+            Ok(done) => tracing::info!(retention = ?retention, "change log kept: {done}"),
+            Err(e) => {
+                tracing::warn!(error = %e, "change-log retention failed; trying again in an hour")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MAINTAIN_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

@@ -72,21 +72,35 @@ where
     Ok(done)
 }
 
-pub const POSTGRES: &[Embedded] = &[(
-    1,
-    "govsync tables",
-    include_str!("../../migrations/postgres/0001_govsync_tables.sql"),
-)];
+pub const POSTGRES: &[Embedded] = &[
+    (
+        1,
+        "govsync tables",
+        include_str!("../../migrations/postgres/0001_govsync_tables.sql"),
+    ),
+    (
+        2,
+        "lean batches",
+        include_str!("../../migrations/postgres/0002_lean_batches.sql"),
+    ),
+];
 pub const POSTGRES_DEV: &[Embedded] = &[(
     1,
     "customer_profile (dev)",
     include_str!("../../migrations/postgres/dev_0001_customer_profile.sql"),
 )];
-pub const SQLITE: &[Embedded] = &[(
-    1,
-    "govsync tables",
-    include_str!("../../migrations/sqlite/0001_govsync_tables.sql"),
-)];
+pub const SQLITE: &[Embedded] = &[
+    (
+        1,
+        "govsync tables",
+        include_str!("../../migrations/sqlite/0001_govsync_tables.sql"),
+    ),
+    (
+        2,
+        "lean batches",
+        include_str!("../../migrations/sqlite/0002_lean_batches.sql"),
+    ),
+];
 pub const SQLITE_DEV: &[Embedded] = &[(
     1,
     "customer_profile (dev)",

@@ -14,6 +14,7 @@ pub mod oracle;
 pub mod plan;
 pub mod postgres;
 pub mod protocol;
+pub mod rollback;
 pub mod sqlite;
 pub mod sqlx_common;
 
@@ -24,7 +25,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use error::{SinkError, Transient};
-pub use plan::Outcome;
+pub use plan::{Outcome, Snapshot};
 
 use crate::event::{Checked, DataType, Row};
 use crate::message::{OutMessage, RawMessage};
@@ -130,6 +131,76 @@ pub struct BatchFilter {
     pub batch_id: Option<String>,
 }
 
+/// A result's identity in the change log: a duplicate has the same event
+/// id AND the same governed_at (a re-sent event carries both; the
+/// PostgreSQL change log is partitioned by governed_at).
+pub type EventKey = (String, DateTime<Utc>);
+
+/// govsync's state of one customer's row (`govsync_row_state`): when the
+/// last applied or flagged result of each data type was governed, for
+/// staleness.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowState {
+    pub customer_id: String,
+    /// By [`DataType::index`].
+    pub governed_at: [Option<DateTime<Utc>>; 3],
+}
+
+/// Everything one batch writes, handed to the database in one call: a
+/// dialect may send it as one statement ([`Tx::write`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Writes<'a> {
+    pub batch_id: &'a str,
+    pub log: &'a [LogEntry],
+    pub updates: &'a [plan::RowWrite],
+    pub inserts: &'a [plan::RowWrite],
+    /// Rows to delete (the rollback of an insert).
+    pub deletes: &'a [String],
+    pub state: &'a [RowState],
+    /// The batch's review and dead-letter messages, with its partition and
+    /// next offset.
+    pub outbox: Option<(&'a PartitionKey, i64, &'a [OutMessage])>,
+    /// Outbox rows of this partition up to this next offset were published.
+    pub prune_outbox: Option<(&'a PartitionKey, i64)>,
+    pub ledger: Option<&'a LedgerEntry>,
+    /// The partition's new watermark.
+    pub watermark: Option<(&'a PartitionKey, i64)>,
+}
+
+impl<'a> Writes<'a> {
+    /// Only the change log and the rows (a bisection probe).
+    pub fn changes(
+        batch_id: &'a str,
+        log: &'a [LogEntry],
+        updates: &'a [plan::RowWrite],
+        inserts: &'a [plan::RowWrite],
+    ) -> Self {
+        Writes {
+            batch_id,
+            log,
+            updates,
+            inserts,
+            deletes: &[],
+            state: &[],
+            outbox: None,
+            prune_outbox: None,
+            ledger: None,
+            watermark: None,
+        }
+    }
+
+    /// These writes without the change log and the rows (written already).
+    pub fn without_changes(self) -> Self {
+        Writes {
+            log: &[],
+            updates: &[],
+            inserts: &[],
+            deletes: &[],
+            ..self
+        }
+    }
+}
+
 /// The primitive steps of one database transaction.
 #[async_trait]
 pub trait Tx: Send {
@@ -146,13 +217,21 @@ pub trait Tx: Send {
     async fn lock_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>>;
     /// Reads the rows without locking (post-write verification).
     async fn read_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>>;
-    /// Event ids among `ids` already in the change log.
-    async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>>;
-    /// Latest governed_at of written results per (customer, data type).
-    async fn last_governed(
+    /// Event ids among `events` already in the change log.
+    async fn seen_events(&mut self, events: &[EventKey]) -> SinkResult<HashSet<String>>;
+    /// govsync's state of these customers' rows (customers without one are
+    /// left out).
+    async fn row_states(&mut self, ids: &[String]) -> SinkResult<Vec<RowState>>;
+    /// The plan's inputs, read under lock: the rows (locked), the results
+    /// already logged among `events`, and the rows' states. A dialect may
+    /// read them in fewer round trips.
+    async fn read_snapshot(
         &mut self,
         ids: &[String],
-    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>>;
+        events: &[EventKey],
+    ) -> SinkResult<plan::Snapshot> {
+        read_each(self, ids, events).await
+    }
     async fn savepoint(&mut self) -> SinkResult<()>;
     async fn rollback_to_savepoint(&mut self) -> SinkResult<()>;
     async fn release_savepoint(&mut self) -> SinkResult<()>;
@@ -166,6 +245,8 @@ pub trait Tx: Send {
         inserts: &[plan::RowWrite],
         deletes: &[String],
     ) -> SinkResult<()>;
+    /// Upserts rows' states.
+    async fn write_state(&mut self, state: &[RowState]) -> SinkResult<()>;
     async fn write_outbox(
         &mut self,
         batch_id: &str,
@@ -182,6 +263,14 @@ pub trait Tx: Send {
         next: i64,
         batch_id: &str,
     ) -> SinkResult<()>;
+    /// Everything a batch writes. Returns the written rows as the database
+    /// stored them when its statements can say (RETURNING), for the
+    /// verification; `None` and the protocol re-reads them. The default is
+    /// one statement per kind.
+    async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Option<HashMap<String, Row>>> {
+        write_each(self, w).await?;
+        Ok(None)
+    }
     /// Written change-log rows of a batch, in order.
     async fn read_batch_log(&mut self, batch_id: &str) -> SinkResult<Vec<LoggedChange>>;
     /// Sets a batch's ledger status; returns the previous status.
@@ -191,6 +280,45 @@ pub trait Tx: Send {
         status: &str,
     ) -> SinkResult<Option<String>>;
     async fn commit(self: Box<Self>) -> SinkResult<()>;
+}
+
+/// Reads a batch's snapshot one statement per kind (the default
+/// [`Tx::read_snapshot`]).
+pub async fn read_each<T: Tx + ?Sized>(
+    tx: &mut T,
+    ids: &[String],
+    events: &[EventKey],
+) -> SinkResult<plan::Snapshot> {
+    let rows = tx.lock_rows(ids).await?;
+    let seen = tx.seen_events(events).await?;
+    let states = tx.row_states(ids).await?;
+    Ok(plan::Snapshot::new(rows, seen, states))
+}
+
+/// Writes a batch one statement per kind (the default [`Tx::write`]).
+pub async fn write_each<T: Tx + ?Sized>(tx: &mut T, w: &Writes<'_>) -> SinkResult<()> {
+    if !(w.log.is_empty() && w.updates.is_empty() && w.inserts.is_empty() && w.deletes.is_empty()) {
+        tx.write_changes(w.batch_id, w.log, w.updates, w.inserts, w.deletes)
+            .await?;
+    }
+    if !w.state.is_empty() {
+        tx.write_state(w.state).await?;
+    }
+    if let Some((key, next, msgs)) = w.outbox
+        && !msgs.is_empty()
+    {
+        tx.write_outbox(w.batch_id, key, next, msgs).await?;
+    }
+    if let Some((key, upto)) = w.prune_outbox {
+        tx.prune_outbox(key, upto).await?;
+    }
+    if let Some(e) = w.ledger {
+        tx.write_ledger(e).await?;
+    }
+    if let Some((key, next)) = w.watermark {
+        tx.advance_watermark(key, next, w.batch_id).await?;
+    }
+    Ok(())
 }
 
 /// A database govsync can write to.
@@ -205,6 +333,10 @@ pub trait Database: Send + Sync {
     /// was applied.
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>>;
     async fn batches(&self, filter: &BatchFilter) -> SinkResult<Vec<LedgerEntry>>;
+    /// Keeps the change log to `retention` (by governed_at): drops or
+    /// deletes what is older, and prepares what is coming (PostgreSQL's
+    /// daily partitions). Returns what it did.
+    async fn maintain(&self, retention: std::time::Duration) -> SinkResult<String>;
     async fn close(&self);
 }
 

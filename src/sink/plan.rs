@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::RowState;
+
 use crate::event::{
     Checked, Column, ConflictPolicy, DataType, Disposition, OperationType, Row, Value,
 };
@@ -90,6 +92,24 @@ pub struct Snapshot {
     pub last_governed: HashMap<(String, DataType), DateTime<Utc>>,
 }
 
+impl Snapshot {
+    pub fn new(rows: HashMap<String, Row>, seen: HashSet<String>, states: Vec<RowState>) -> Self {
+        let mut last_governed = HashMap::new();
+        for st in states {
+            for dt in DataType::ALL {
+                if let Some(t) = st.governed_at[dt.index()] {
+                    last_governed.insert((st.customer_id.clone(), dt), t);
+                }
+            }
+        }
+        Snapshot {
+            rows,
+            seen,
+            last_governed,
+        }
+    }
+}
+
 /// The decision for one record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -135,6 +155,9 @@ pub struct Plan {
     pub updates: Vec<RowWrite>,
     /// New rows to insert, ordered by customer id.
     pub inserts: Vec<RowWrite>,
+    /// The new state of every row a result was written to (staleness of
+    /// later batches), ordered by customer id.
+    pub state: Vec<RowState>,
 }
 
 impl Plan {
@@ -304,6 +327,19 @@ pub fn plan(
         decisions,
         ..Default::default()
     };
+    for cust in dirty.keys() {
+        let mut st = RowState {
+            customer_id: cust.to_string(),
+            governed_at: [None; 3],
+        };
+        for dt in DataType::ALL {
+            st.governed_at[dt.index()] = last_gov
+                .get(&(*cust, dt))
+                .or_else(|| snap.last_governed.get(&(cust.to_string(), dt)))
+                .copied();
+        }
+        plan.state.push(st);
+    }
     for (cust, name) in dirty {
         let w = RowWrite {
             customer_id: cust.to_string(),

@@ -1,18 +1,22 @@
 //! The batch protocol, written once for every database.
 //!
-//! One call of [`apply`] is one database transaction:
+//! One call of [`apply`] is one database transaction (two when a record is
+//! rejected, see below). The steps, and the guarantee each carries:
 //!
-//! 1. lock the partition's watermark row; records below it were applied by
-//!    another instance (a zombie, or before a crash) and are skipped, and the
-//!    outbox of the batches in between is returned for republishing;
-//! 2. lock the target rows, read the dedupe and staleness state;
-//! 3. plan ([`super::plan`]) and write the change log and the rows, one
-//!    statement per kind, inside a savepoint; a record the database rejects
-//!    is found by bisection over savepoints and dead-lettered alone;
-//! 4. store the batch's review and dead-letter messages in the outbox, write
-//!    the ledger row, advance the watermark;
-//! 5. re-read the written rows and compare them with the plan;
-//! 6. commit.
+//! | step | statement(s) | guarantee |
+//! |---|---|---|
+//! | 1. lock the watermark | `SELECT … FOR UPDATE` of (group, topic, partition) | one batch of a partition at a time, across instances; records below it were applied (a zombie, a crash) and are skipped, the outbox of the batches in between is returned for republishing |
+//! | 2. read the snapshot | the rows `FOR UPDATE`, govsync's row states, the change log's entries of these results | row locks: nobody changes a row between its read and its write; staleness; dedupe |
+//! | 3. plan | none ([`super::plan`], pure) | outcomes decided against the rows as they are |
+//! | 4. write | change log (before and after images), rows, row states, outbox, ledger, watermark: ONE statement on PostgreSQL, one per kind elsewhere | audit and rollback backup; side outputs stored with the data; the watermark moves with the data |
+//! | 5. verify | the written rows as stored (`RETURNING` on PostgreSQL, a re-read elsewhere) compared with the plan | nothing the database changed (a trigger, a rule) goes unnoticed |
+//! | 6. commit | | all of it or nothing |
+//!
+//! No savepoint on the way: a record the database rejects (value too long,
+//! a constraint) fails the write, the transaction is dropped, and the batch
+//! is applied again in a new transaction that writes the changes inside a
+//! savepoint and finds the record by bisection; it is dead-lettered alone,
+//! the rest commits.
 //!
 //! Nothing here talks to Kafka: the caller publishes the returned outputs and
 //! commits the offsets after this commit (see `pipeline`).
@@ -23,8 +27,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::plan::{self, Decision, Outcome, Plan, RowWrite, Snapshot};
-use super::{Database, LedgerEntry, LogEntry, SinkBatch, SinkError, SinkResult, Tx};
-use crate::event::{Checked, Column, ConflictPolicy, DataType, Row, columns::value_from_json};
+use super::{
+    Database, EventKey, LedgerEntry, LogEntry, SinkBatch, SinkError, SinkResult, Tx, Writes,
+};
+use crate::event::{Checked, Column, ConflictPolicy, DataType, Row};
 use crate::message::OutMessage;
 use crate::output::{self, Failure, ReviewReason};
 
@@ -86,23 +92,45 @@ async fn step<T>(
     r
 }
 
+/// How the changes are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Everything in one write, no savepoint.
+    Fast,
+    /// The changes inside a savepoint, records the database rejects found
+    /// by bisection.
+    Bisect,
+}
+
 /// Applies one batch in one transaction.
 pub async fn apply(
     db: &dyn Database,
     batch: &SinkBatch,
     opts: &ApplyOptions,
 ) -> SinkResult<BatchReport> {
+    match attempt(db, batch, opts, Mode::Fast).await {
+        Err(SinkError::Record { .. }) => {
+            // The fast transaction is gone (dropped uncommitted): the batch
+            // again, finding the record the database rejects.
+            attempt(db, batch, opts, Mode::Bisect).await
+        }
+        other => other,
+    }
+}
+
+async fn attempt(
+    db: &dyn Database,
+    batch: &SinkBatch,
+    opts: &ApplyOptions,
+    mode: Mode,
+) -> SinkResult<BatchReport> {
     let started = Instant::now();
     let started_at = Utc::now();
     let mut report = BatchReport::default();
-    let mut tx = step(&mut report.timings, "begin", db.begin()).await?;
+    let t = &mut report.timings;
+    let mut tx = step(t, "begin", db.begin()).await?;
 
-    let w_db = step(
-        &mut report.timings,
-        "lock watermark",
-        tx.lock_watermark(&batch.key),
-    )
-    .await?;
+    let w_db = step(t, "lock watermark", tx.lock_watermark(&batch.key)).await?;
     report.watermark_before = w_db;
     if w_db > batch.expected_watermark {
         report.foreign_outputs = step(
@@ -135,83 +163,104 @@ pub async fn apply(
         return Ok(report);
     }
 
-    let mut ids: Vec<String> = checked
+    let ids: Vec<String> = checked
         .iter()
         .map(|c| c.customer_id.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let event_ids: Vec<String> = checked.iter().map(|c| c.event_id.clone()).collect();
-    let snap = Snapshot {
-        rows: step(&mut report.timings, "lock rows", tx.lock_rows(&ids)).await?,
-        seen: step(
-            &mut report.timings,
-            "seen events",
-            tx.seen_events(&event_ids),
-        )
-        .await?,
-        last_governed: step(&mut report.timings, "last governed", tx.last_governed(&ids)).await?,
-    };
+    let events: Vec<EventKey> = checked
+        .iter()
+        .map(|c| (c.event_id.clone(), c.governed_at))
+        .collect();
+    let snap = step(
+        &mut report.timings,
+        "read snapshot",
+        tx.read_snapshot(&ids, &events),
+    )
+    .await?;
     report.timings.read = started.elapsed();
 
-    // Plan and write; bisect out records the database rejects.
     let t_write = Instant::now();
-    let mut include = vec![true; checked.len()];
-    let mut poison: Vec<(usize, SinkError)> = Vec::new();
-    let max_poison = ((checked.len() as f64 * opts.max_poison_fraction).floor() as usize).max(1);
-    let plan = loop {
-        let plan = plan::plan(&checked, &include, &snap, |dt| opts.policy(dt));
-        let log = log_entries(batch, &live, &checked, &plan);
-        step(&mut report.timings, "savepoint", tx.savepoint()).await?;
-        let written = step(
-            &mut report.timings,
-            "write changes",
-            tx.write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[]),
-        )
-        .await;
-        match written {
-            Ok(()) => {
-                step(
-                    &mut report.timings,
-                    "release savepoint",
-                    tx.release_savepoint(),
-                )
-                .await?;
-                break plan;
-            }
-            Err(err @ SinkError::Record { .. }) => {
-                tx.rollback_to_savepoint().await?;
-                let (culprit, err) = find_culprit(
-                    tx.as_mut(),
-                    batch,
-                    &live,
-                    &checked,
-                    &include,
-                    &snap,
-                    opts,
-                    err,
-                )
-                .await?;
-                include[culprit] = false;
-                poison.push((culprit, err));
-                if poison.len() > max_poison {
-                    return Err(SinkError::Fatal(format!(
-                        "the database rejected more than {max_poison} of {} records (last: {}); \
-                         this looks systemic, so the batch is not dead-lettered",
-                        checked.len(),
-                        poison
-                            .last()
-                            .map(|(_, e)| e.to_string())
-                            .unwrap_or_default()
-                    )));
-                }
-            }
-            Err(other) => return Err(other),
+    let (plan, poison) = match mode {
+        Mode::Fast => {
+            let include = vec![true; checked.len()];
+            let plan = plan::plan(&checked, &include, &snap, |dt| opts.policy(dt));
+            (plan, Vec::new())
+        }
+        Mode::Bisect => {
+            bisect(
+                tx.as_mut(),
+                batch,
+                &live,
+                &checked,
+                &snap,
+                opts,
+                &mut report.timings,
+            )
+            .await?
         }
     };
+    let log = log_entries(batch, &live, &checked, &plan);
+    record_outcomes(&mut report, batch, &live, &plan, &poison, opts, w_db);
+
+    let next = batch.next_offset().max(w_db);
+    let ledger = ledger_entry(batch, &report, started_at, started);
+    let writes = Writes {
+        batch_id: &batch.batch_id,
+        log: &log,
+        updates: &plan.updates,
+        inserts: &plan.inserts,
+        deletes: &[],
+        state: &plan.state,
+        outbox: Some((&batch.key, next, &report.outputs)),
+        prune_outbox: batch.prune_outbox_upto.map(|upto| (&batch.key, upto)),
+        ledger: Some(&ledger),
+        watermark: Some((&batch.key, next)),
+    };
+    let writes = match mode {
+        Mode::Fast => writes,
+        // The changes were written inside the bisection's savepoint.
+        Mode::Bisect => writes.without_changes(),
+    };
+    let stored = step(&mut report.timings, "write", tx.write(&writes)).await?;
+    report.watermark_after = next;
     report.timings.write = t_write.elapsed();
 
-    // Outcomes and side outputs, in offset order.
+    let t_verify = Instant::now();
+    let stored = match stored {
+        Some(rows) if mode == Mode::Fast => rows,
+        _ => {
+            let written = written_ids(&plan.updates, &plan.inserts);
+            if written.is_empty() {
+                HashMap::new()
+            } else {
+                step(&mut report.timings, "verify (read)", tx.read_rows(&written)).await?
+            }
+        }
+    };
+    verify(&plan.updates, &plan.inserts, &stored)?;
+    report.timings.verify = t_verify.elapsed();
+
+    crate::failpoint::hit("db_before_commit");
+    let t_commit = Instant::now();
+    step(&mut report.timings, "commit", tx.commit()).await?;
+    report.timings.commit = t_commit.elapsed();
+    report.timings.total = started.elapsed();
+    crate::failpoint::hit("db_after_commit");
+    Ok(report)
+}
+
+/// Outcomes, side outputs (in offset order) and counts of a planned batch.
+fn record_outcomes(
+    report: &mut BatchReport,
+    batch: &SinkBatch,
+    live: &[usize],
+    plan: &Plan,
+    poison: &[(usize, SinkError)],
+    opts: &ApplyOptions,
+    w_db: i64,
+) {
     report.outcomes = vec![Outcome::Skipped; batch.records.len()];
     let mut outputs: Vec<(i64, OutMessage)> = batch
         .rejected
@@ -219,6 +268,7 @@ pub async fn apply(
         .filter(|(off, _)| *off >= w_db)
         .cloned()
         .collect();
+    let rejected_live = outputs.len();
     let poison_err: HashMap<usize, &SinkError> = poison.iter().map(|(i, e)| (*i, e)).collect();
     for (j, &i) in live.iter().enumerate() {
         let rec = &batch.records[i];
@@ -264,26 +314,15 @@ pub async fn apply(
     if skipped_rejected > 0 {
         *report.counts.entry(Outcome::Skipped).or_default() += skipped_rejected;
     }
+}
 
-    // Outbox, ledger, watermark.
-    let next = batch.next_offset().max(w_db);
-    if !report.outputs.is_empty() {
-        step(
-            &mut report.timings,
-            "write outbox",
-            tx.write_outbox(&batch.batch_id, &batch.key, next, &report.outputs),
-        )
-        .await?;
-    }
-    if let Some(upto) = batch.prune_outbox_upto {
-        step(
-            &mut report.timings,
-            "prune outbox",
-            tx.prune_outbox(&batch.key, upto),
-        )
-        .await?;
-    }
-    let ledger = LedgerEntry {
+fn ledger_entry(
+    batch: &SinkBatch,
+    report: &BatchReport,
+    started_at: chrono::DateTime<Utc>,
+    started: Instant,
+) -> LedgerEntry {
+    LedgerEntry {
         batch_id: batch.batch_id.clone(),
         kind: "apply".into(),
         group: batch.key.group.clone(),
@@ -301,41 +340,60 @@ pub async fn apply(
         duration_ms: started.elapsed().as_millis() as i64,
         attempts: batch.attempt as i32,
         status: "committed".into(),
-    };
-    step(
-        &mut report.timings,
-        "write ledger",
-        tx.write_ledger(&ledger),
-    )
-    .await?;
-    step(
-        &mut report.timings,
-        "advance watermark",
-        tx.advance_watermark(&batch.key, next, &batch.batch_id),
-    )
-    .await?;
-    report.watermark_after = next;
-
-    // Post-write verification: the rows hold exactly what was planned.
-    let t_verify = Instant::now();
-    step(
-        &mut report.timings,
-        "verify",
-        verify(tx.as_mut(), &plan.updates, &plan.inserts, &mut ids),
-    )
-    .await?;
-    report.timings.verify = t_verify.elapsed();
-
-    crate::failpoint::hit("db_before_commit");
-    let t_commit = Instant::now();
-    step(&mut report.timings, "commit", tx.commit()).await?;
-    report.timings.commit = t_commit.elapsed();
-    report.timings.total = started.elapsed();
-    crate::failpoint::hit("db_after_commit");
-    Ok(report)
+    }
 }
 
-fn log_entries(
+/// Plans and writes the changes inside a savepoint, excluding the records
+/// the database rejects one by one ([`find_culprit`]). Returns the plan
+/// whose changes are written and the rejected records (index into
+/// `checked`, error).
+#[allow(clippy::too_many_arguments)]
+async fn bisect(
+    tx: &mut dyn Tx,
+    batch: &SinkBatch,
+    live: &[usize],
+    checked: &[&Checked],
+    snap: &Snapshot,
+    opts: &ApplyOptions,
+    timings: &mut Timings,
+) -> SinkResult<(Plan, Vec<(usize, SinkError)>)> {
+    let mut include = vec![true; checked.len()];
+    let mut poison: Vec<(usize, SinkError)> = Vec::new();
+    let max_poison = ((checked.len() as f64 * opts.max_poison_fraction).floor() as usize).max(1);
+    loop {
+        let plan = plan::plan(checked, &include, snap, |dt| opts.policy(dt));
+        let log = log_entries(batch, live, checked, &plan);
+        step(timings, "savepoint", tx.savepoint()).await?;
+        let changes = Writes::changes(&batch.batch_id, &log, &plan.updates, &plan.inserts);
+        match step(timings, "write changes", tx.write(&changes)).await {
+            Ok(_) => {
+                step(timings, "release savepoint", tx.release_savepoint()).await?;
+                return Ok((plan, poison));
+            }
+            Err(err @ SinkError::Record { .. }) => {
+                tx.rollback_to_savepoint().await?;
+                let (culprit, err) =
+                    find_culprit(tx, batch, live, checked, &include, snap, opts, err).await?;
+                include[culprit] = false;
+                poison.push((culprit, err));
+                if poison.len() > max_poison {
+                    return Err(SinkError::Fatal(format!(
+                        "the database rejected more than {max_poison} of {} records (last: {}); \
+                         this looks systemic, so the batch is not dead-lettered",
+                        checked.len(),
+                        poison
+                            .last()
+                            .map(|(_, e)| e.to_string())
+                            .unwrap_or_default()
+                    )));
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+pub(super) fn log_entries(
     batch: &SinkBatch,
     live: &[usize],
     checked: &[&Checked],
@@ -428,11 +486,16 @@ async fn find_culprit(
         let log = log_entries(batch, live, checked, &plan);
         tx.savepoint().await?;
         let r = tx
-            .write_changes(&batch.batch_id, &log, &plan.updates, &plan.inserts, &[])
+            .write(&Writes::changes(
+                &batch.batch_id,
+                &log,
+                &plan.updates,
+                &plan.inserts,
+            ))
             .await;
         tx.rollback_to_savepoint().await?;
         match r {
-            Ok(()) => lo = mid,
+            Ok(_) => lo = mid,
             Err(e @ SinkError::Record { .. }) => {
                 hi = mid;
                 hi_err = e;
@@ -443,21 +506,23 @@ async fn find_culprit(
     Ok((candidates[hi - 1], hi_err))
 }
 
-/// Re-reads the written rows and compares them with the plan.
-async fn verify(
-    tx: &mut dyn Tx,
+/// Customer ids of the written rows.
+pub(super) fn written_ids(updates: &[RowWrite], inserts: &[RowWrite]) -> Vec<String> {
+    updates
+        .iter()
+        .chain(inserts)
+        .map(|w| w.customer_id.clone())
+        .collect()
+}
+
+/// Compares the rows as the database stored them with the plan.
+pub(super) fn verify(
     updates: &[RowWrite],
     inserts: &[RowWrite],
-    scratch: &mut Vec<String>,
+    stored: &HashMap<String, Row>,
 ) -> SinkResult<()> {
-    if updates.is_empty() && inserts.is_empty() {
-        return Ok(());
-    }
-    scratch.clear();
-    scratch.extend(updates.iter().chain(inserts).map(|w| w.customer_id.clone()));
-    let rows = tx.read_rows(scratch).await?;
     for w in updates.iter().chain(inserts) {
-        let Some(actual) = rows.get(&w.customer_id) else {
+        let Some(actual) = stored.get(&w.customer_id) else {
             return Err(SinkError::Verification(format!(
                 "row {} is missing after the write",
                 w.customer_id
@@ -481,174 +546,4 @@ async fn verify(
         }
     }
     Ok(())
-}
-
-/// What a rollback did (or would do, with `dry_run`).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RollbackReport {
-    pub batch_id: String,
-    pub rollback_batch_id: String,
-    /// Rows restored to their before-images.
-    pub restored: Vec<String>,
-    /// Rows inserted by the batch and deleted by the rollback.
-    pub deleted: Vec<String>,
-    /// Rows changed since the batch, left alone: (customer, columns).
-    pub changed_since: Vec<(String, Vec<String>)>,
-    pub dry_run: bool,
-}
-
-/// Restores the before-images of a batch for rows that still hold its
-/// after-images; rows changed since are reported and left alone. The
-/// rollback is itself logged (change log + ledger) as a batch.
-pub async fn rollback(
-    db: &dyn Database,
-    batch_id: &str,
-    dry_run: bool,
-) -> SinkResult<RollbackReport> {
-    let started = Instant::now();
-    let started_at = Utc::now();
-    let mut tx = db.begin().await?;
-    let rb_id = format!(
-        "rollback:{batch_id}:{}",
-        started_at.format("%Y%m%dT%H%M%S%.3fZ")
-    );
-    let mut report = RollbackReport {
-        batch_id: batch_id.to_string(),
-        rollback_batch_id: rb_id.clone(),
-        dry_run,
-        ..Default::default()
-    };
-    let changes = tx.read_batch_log(batch_id).await?;
-    if changes.is_empty() {
-        return Err(SinkError::Fatal(format!(
-            "batch {batch_id} wrote nothing that can be rolled back (unknown batch id, or no applied records)"
-        )));
-    }
-
-    // Per customer: the first before-image and the last after-image of
-    // every column the batch wrote.
-    struct Span {
-        first_before: BTreeMap<Column, serde_json::Value>,
-        last_after: BTreeMap<Column, serde_json::Value>,
-        inserted: bool,
-        data_type: DataType,
-    }
-    let mut spans: BTreeMap<String, Span> = BTreeMap::new();
-    for ch in &changes {
-        let span = spans.entry(ch.customer_id.clone()).or_insert_with(|| Span {
-            first_before: BTreeMap::new(),
-            last_after: BTreeMap::new(),
-            inserted: ch.operation == "insert",
-            data_type: DataType::parse(&ch.data_type).unwrap_or(DataType::Address),
-        });
-        for (name, v) in ch.before.as_object().into_iter().flatten() {
-            if let Some(c) = Column::parse(name) {
-                span.first_before.entry(c).or_insert_with(|| v.clone());
-            }
-        }
-        for (name, v) in ch.after.as_object().into_iter().flatten() {
-            if let Some(c) = Column::parse(name) {
-                span.last_after.insert(c, v.clone());
-            }
-        }
-    }
-    let ids: Vec<String> = spans.keys().cloned().collect();
-    let rows = tx.lock_rows(&ids).await?;
-    let mut updates = Vec::new();
-    let mut log = Vec::new();
-    for (cust, span) in &spans {
-        let Some(row) = rows.get(cust) else {
-            report
-                .changed_since
-                .push((cust.clone(), vec!["(row deleted)".into()]));
-            continue;
-        };
-        let differs: Vec<String> = span
-            .last_after
-            .iter()
-            .filter(|(c, v)| value_from_json(**c, v).as_ref() != Some(&row.get(**c)))
-            .map(|(c, _)| c.name().to_string())
-            .collect();
-        if !differs.is_empty() {
-            report.changed_since.push((cust.clone(), differs));
-            continue;
-        }
-        let cols: Vec<Column> = span.first_before.keys().copied().collect();
-        let mut restored: Row = row.clone();
-        for (c, v) in &span.first_before {
-            if let Some(v) = value_from_json(*c, v) {
-                restored.set(*c, &v);
-            }
-        }
-        restored.version += 1;
-        if span.inserted {
-            report.deleted.push(cust.clone());
-        } else {
-            report.restored.push(cust.clone());
-            updates.push(RowWrite {
-                customer_id: cust.clone(),
-                name: None,
-                row: restored.clone(),
-            });
-        }
-        log.push(LogEntry {
-            event_id: format!("{rb_id}:{cust}"),
-            customer_id: cust.clone(),
-            data_type: span.data_type,
-            operation: if span.inserted {
-                "rollback_delete"
-            } else {
-                "rollback"
-            }
-            .into(),
-            outcome: "rollback",
-            governed_at: started_at,
-            before: Some(row.image_json(&cols)),
-            after: Some(if span.inserted {
-                "null".to_string()
-            } else {
-                restored.image_json(&cols)
-            }),
-            partition: -1,
-            offset: -1,
-        });
-    }
-    if dry_run {
-        return Ok(report);
-    }
-    let previous = tx.set_batch_status(batch_id, "rolled_back").await?;
-    if previous.as_deref() == Some("rolled_back") {
-        return Err(SinkError::Fatal(format!(
-            "batch {batch_id} was already rolled back"
-        )));
-    }
-    tx.write_changes(&rb_id, &log, &updates, &[], &report.deleted)
-        .await?;
-    let mut counts = BTreeMap::new();
-    counts.insert("restored".to_string(), report.restored.len() as i64);
-    counts.insert("deleted".to_string(), report.deleted.len() as i64);
-    counts.insert(
-        "changed_since".to_string(),
-        report.changed_since.len() as i64,
-    );
-    tx.write_ledger(&LedgerEntry {
-        batch_id: rb_id,
-        kind: "rollback".into(),
-        group: String::new(),
-        topic: String::new(),
-        partition: -1,
-        first_offset: -1,
-        last_offset: -1,
-        records: spans.len() as i64,
-        counts,
-        started_at,
-        duration_ms: started.elapsed().as_millis() as i64,
-        attempts: 1,
-        status: "committed".into(),
-    })
-    .await?;
-    let mut scratch = Vec::new();
-    verify(tx.as_mut(), &updates, &[], &mut scratch).await?;
-    tx.commit().await?;
-    Ok(report)
 }

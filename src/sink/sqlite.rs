@@ -17,9 +17,9 @@ use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
 use super::plan::RowWrite;
 use super::sqlx_common::{Arg, Dialect, SqlxDatabase};
-use super::{LogEntry, PartitionKey, SinkError, SinkResult, migrate};
+use super::{EventKey, LogEntry, PartitionKey, RowState, SinkError, SinkResult, migrate};
 use crate::config::DatabaseConfig;
-use crate::event::{DataType, Row};
+use crate::event::Row;
 use crate::message::{OutMessage, encode_headers};
 
 pub fn time_text(t: DateTime<Utc>) -> String {
@@ -203,6 +203,20 @@ impl Dialect for Sqlite {
         .await
     }
 
+    /// Deletes what was governed before `now - retention`.
+    async fn maintain(
+        pool: &sqlx::Pool<Self>,
+        retention: std::time::Duration,
+    ) -> SinkResult<String> {
+        let horizon =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        let done = sqlx::query("DELETE FROM govsync_change_log WHERE governed_at < ?1")
+            .bind(time_text(horizon))
+            .execute(pool)
+            .await?;
+        Ok(format!("{} change-log rows deleted", done.rows_affected()))
+    }
+
     async fn lock_rows(
         tx: &mut Transaction<'static, Self>,
         sql: &Sql,
@@ -226,37 +240,72 @@ impl Dialect for Sqlite {
 
     async fn seen_events(
         tx: &mut Transaction<'static, Self>,
-        ids: &[String],
+        events: &[EventKey],
     ) -> SinkResult<HashSet<String>> {
+        let keys: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(e, t)| json!([e, time_text(*t)]))
+            .collect();
         let found: Vec<String> = sqlx::query_scalar(
-            "SELECT event_id FROM govsync_change_log WHERE event_id IN (SELECT value FROM json_each(?1))",
+            "SELECT c.event_id FROM json_each(?1) AS j JOIN govsync_change_log c \
+             ON c.event_id = j.value->>0 AND c.governed_at = j.value->>1",
         )
-        .bind(json_ids(ids))
+        .bind(serde_json::Value::Array(keys).to_string())
         .fetch_all(&mut **tx)
         .await?;
         Ok(found.into_iter().collect())
     }
 
-    async fn last_governed(
+    async fn row_states(
         tx: &mut Transaction<'static, Self>,
         ids: &[String],
-    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
+    ) -> SinkResult<Vec<RowState>> {
         let rows = sqlx::query(
-            "SELECT customer_id, data_type, max(governed_at) FROM govsync_change_log \
-             WHERE customer_id IN (SELECT value FROM json_each(?1)) AND outcome IN ('applied', 'flagged') \
-             GROUP BY customer_id, data_type",
+            "SELECT customer_id, address_governed_at, id_card_governed_at, phone_governed_at \
+             FROM govsync_row_state WHERE customer_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_ids(ids))
         .fetch_all(&mut **tx)
         .await?;
-        let mut out = HashMap::new();
-        for r in rows {
-            let dt: String = r.try_get(1)?;
-            if let (Some(dt), Some(t)) = (DataType::parse(&dt), parse_time(r.try_get(2)?)) {
-                out.insert((r.try_get(0)?, dt), t);
-            }
-        }
-        Ok(out)
+        rows.iter()
+            .map(|r| {
+                Ok(RowState {
+                    customer_id: r.try_get(0)?,
+                    governed_at: [
+                        parse_time(r.try_get(1)?),
+                        parse_time(r.try_get(2)?),
+                        parse_time(r.try_get(3)?),
+                    ],
+                })
+            })
+            .collect()
+    }
+
+    async fn write_state(
+        tx: &mut Transaction<'static, Self>,
+        state: &[RowState],
+    ) -> SinkResult<()> {
+        let arr: Vec<serde_json::Value> = state
+            .iter()
+            .map(|s| {
+                json!([
+                    s.customer_id,
+                    s.governed_at[0].map(time_text),
+                    s.governed_at[1].map(time_text),
+                    s.governed_at[2].map(time_text),
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO govsync_row_state (customer_id, address_governed_at, id_card_governed_at, \
+             phone_governed_at) SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3 FROM json_each(?1) AS j \
+             WHERE true ON CONFLICT (customer_id) DO UPDATE SET address_governed_at = excluded.address_governed_at, \
+             id_card_governed_at = excluded.id_card_governed_at, phone_governed_at = excluded.phone_governed_at",
+        )
+        .bind(serde_json::Value::Array(arr).to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     async fn write_changes(

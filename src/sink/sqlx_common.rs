@@ -20,10 +20,10 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 
 use super::plan::RowWrite;
 use super::{
-    BatchFilter, Database, LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError,
-    SinkResult, Tx,
+    BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, RowState,
+    SinkError, SinkResult, Snapshot, Tx, Writes,
 };
-use crate::event::{DataType, Row};
+use crate::event::Row;
 use crate::message::{OutMessage, decode_headers};
 
 /// A value bound to a shared statement.
@@ -71,6 +71,8 @@ where
 
     /// Creates govsync's tables (and the dev target table).
     async fn migrate(pool: &Pool<Self>, with_target_table: bool) -> SinkResult<Vec<String>>;
+    /// See [`Database::maintain`].
+    async fn maintain(pool: &Pool<Self>, retention: std::time::Duration) -> SinkResult<String>;
 
     /// Locks and reads the target rows (in customer-id order).
     async fn lock_rows(
@@ -86,12 +88,31 @@ where
     ) -> SinkResult<HashMap<String, Row>>;
     async fn seen_events(
         tx: &mut Transaction<'static, Self>,
-        ids: &[String],
+        events: &[EventKey],
     ) -> SinkResult<HashSet<String>>;
-    async fn last_governed(
+    async fn row_states(
         tx: &mut Transaction<'static, Self>,
         ids: &[String],
-    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>>;
+    ) -> SinkResult<Vec<RowState>>;
+    async fn write_state(tx: &mut Transaction<'static, Self>, state: &[RowState])
+    -> SinkResult<()>;
+    /// The plan's inputs; by default one statement per kind.
+    async fn read_snapshot(
+        tx: &mut SqlxTx<Self>,
+        ids: &[String],
+        events: &[EventKey],
+    ) -> SinkResult<Snapshot> {
+        super::read_each(tx, ids, events).await
+    }
+    /// A batch's writes; by default one statement per kind, the rows re-read
+    /// for the verification.
+    async fn write(
+        tx: &mut SqlxTx<Self>,
+        w: &Writes<'_>,
+    ) -> SinkResult<Option<HashMap<String, Row>>> {
+        super::write_each(tx, w).await?;
+        Ok(None)
+    }
     async fn write_changes(
         tx: &mut Transaction<'static, Self>,
         sql: &Self::TableSql,
@@ -222,9 +243,9 @@ where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     D::Arguments: IntoArguments<D>,
 {
-    tx: Transaction<'static, D>,
-    shared: Arc<SharedSql>,
-    table: Arc<D::TableSql>,
+    pub(super) tx: Transaction<'static, D>,
+    pub(super) shared: Arc<SharedSql>,
+    pub(super) table: Arc<D::TableSql>,
 }
 
 impl<D: Dialect> SqlxTx<D>
@@ -301,15 +322,24 @@ where
         D::read_rows(&mut self.tx, &self.table, ids).await
     }
 
-    async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>> {
-        D::seen_events(&mut self.tx, ids).await
+    async fn seen_events(&mut self, events: &[EventKey]) -> SinkResult<HashSet<String>> {
+        D::seen_events(&mut self.tx, events).await
     }
 
-    async fn last_governed(
-        &mut self,
-        ids: &[String],
-    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
-        D::last_governed(&mut self.tx, ids).await
+    async fn row_states(&mut self, ids: &[String]) -> SinkResult<Vec<RowState>> {
+        D::row_states(&mut self.tx, ids).await
+    }
+
+    async fn read_snapshot(&mut self, ids: &[String], events: &[EventKey]) -> SinkResult<Snapshot> {
+        D::read_snapshot(self, ids, events).await
+    }
+
+    async fn write_state(&mut self, state: &[RowState]) -> SinkResult<()> {
+        D::write_state(&mut self.tx, state).await
+    }
+
+    async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Option<HashMap<String, Row>>> {
+        D::write(self, w).await
     }
 
     async fn savepoint(&mut self) -> SinkResult<()> {
@@ -522,6 +552,10 @@ where
 
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>> {
         D::migrate(&self.pool, with_target_table).await
+    }
+
+    async fn maintain(&self, retention: std::time::Duration) -> SinkResult<String> {
+        D::maintain(&self.pool, retention).await
     }
 
     async fn batches(&self, f: &BatchFilter) -> SinkResult<Vec<LedgerEntry>> {

@@ -10,7 +10,9 @@ use oracle::{Connection, SqlValue};
 use crate::event::{Column, Row};
 use crate::message::{OutMessage, encode_headers};
 use crate::sink::plan::RowWrite;
-use crate::sink::{BatchFilter, LedgerEntry, LogEntry, PartitionKey, SinkError, SinkResult};
+use crate::sink::{
+    BatchFilter, LedgerEntry, LogEntry, PartitionKey, RowState, SinkError, SinkResult,
+};
 
 /// Longest string bound as VARCHAR2 into a CLOB column, and longest value
 /// bound as RAW into a BLOB column; longer ones are LONG / LONG RAW binds.
@@ -180,6 +182,21 @@ fn row_value_binds(r: &Row) -> Binds {
 }
 
 /// One row per update, in `Sql::update_rows`' order.
+/// One row per state, for [`super::sql::ROW_STATE_MERGE`].
+pub fn row_state_binds(state: &[RowState]) -> Vec<Binds> {
+    state
+        .iter()
+        .map(|st| {
+            vec![
+                ("p_customer_id", s(&st.customer_id)),
+                ("p_address", Bind::Time(st.governed_at[0])),
+                ("p_id_card", Bind::Time(st.governed_at[1])),
+                ("p_phone", Bind::Time(st.governed_at[2])),
+            ]
+        })
+        .collect()
+}
+
 pub fn update_binds(writes: &[RowWrite]) -> Vec<Binds> {
     writes
         .iter()

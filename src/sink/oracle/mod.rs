@@ -63,9 +63,10 @@ pub mod sql;
 pub mod tx;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Utc};
 use oracle::Connection;
 use oracle::pool::{CloseMode, GetMode, Pool, PoolBuilder};
 
@@ -75,11 +76,11 @@ pub use tx::OracleTx;
 use super::error::ORACLE_CLIENT_URL;
 use super::{BatchFilter, Database, LedgerEntry, PartitionKey, SinkError, SinkResult, Tx};
 use crate::config::DatabaseConfig;
-use binds::batches_binds;
+use binds::{Bind, batches_binds};
 use blocking::blocking;
-use exec::{params, query, read_watermark};
+use exec::{exec, params, query, read_watermark};
 use migrate::apply_migrations;
-use sql::{BATCHES_LIST, DEV_MIGRATIONS, MIGRATIONS, Sql, WATERMARK_READ};
+use sql::{BATCHES_LIST, CHANGE_LOG_PRUNE, DEV_MIGRATIONS, MIGRATIONS, Sql, WATERMARK_READ};
 use tx::{Session, SessionSetup};
 
 /// Statements cached per session (the sink runs about 25 distinct texts).
@@ -223,6 +224,23 @@ impl Database for OracleDatabase {
                 done.push("customer_profile (dev)".to_string());
             }
             Ok(done)
+        })
+        .await
+    }
+
+    /// Deletes what was governed before `now - retention` (committed in
+    /// its own transaction).
+    async fn maintain(&self, retention: Duration) -> SinkResult<String> {
+        let horizon =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        self.one_off(move |conn| {
+            let n = exec(
+                conn,
+                CHANGE_LOG_PRUNE,
+                &[("p_horizon", Bind::Time(Some(horizon)))],
+            )?;
+            conn.commit()?;
+            Ok(format!("{n} change-log rows deleted"))
         })
         .await
     }

@@ -54,16 +54,33 @@ pub const CHANGE_LOG_INSERT: &str = "INSERT INTO govsync_change_log (batch_id, e
     VALUES (:p_batch_id, :p_event_id, :p_customer_id, :p_data_type, :p_operation, :p_outcome, :p_governed_at, \
     :p_partition, :p_offset, :p_before_image, :p_after_image)";
 
+/// The logged results among these event ids, with their governed_at (a
+/// duplicate has both the same; the caller compares the times).
 pub fn seen_events_sql() -> String {
-    format!("SELECT event_id FROM govsync_change_log WHERE event_id IN ({IDS})")
-}
-
-pub fn last_governed_sql() -> String {
     format!(
-        "SELECT customer_id, data_type, SYS_EXTRACT_UTC(MAX(governed_at)) FROM govsync_change_log \
-         WHERE customer_id IN ({IDS}) AND outcome IN ('applied', 'flagged') GROUP BY customer_id, data_type"
+        "SELECT event_id, SYS_EXTRACT_UTC(governed_at) FROM govsync_change_log WHERE event_id IN ({IDS})"
     )
 }
+
+pub fn row_states_sql() -> String {
+    format!(
+        "SELECT customer_id, SYS_EXTRACT_UTC(address_governed_at), SYS_EXTRACT_UTC(id_card_governed_at), \
+         SYS_EXTRACT_UTC(phone_governed_at) FROM govsync_row_state WHERE customer_id IN ({IDS})"
+    )
+}
+
+/// Upserts one row's state (array DML: one execution per batch).
+pub const ROW_STATE_MERGE: &str = "MERGE INTO govsync_row_state s \
+    USING (SELECT :p_customer_id AS customer_id, :p_address AS address_governed_at, \
+    :p_id_card AS id_card_governed_at, :p_phone AS phone_governed_at FROM dual) n \
+    ON (s.customer_id = n.customer_id) \
+    WHEN MATCHED THEN UPDATE SET s.address_governed_at = n.address_governed_at, \
+    s.id_card_governed_at = n.id_card_governed_at, s.phone_governed_at = n.phone_governed_at \
+    WHEN NOT MATCHED THEN INSERT (customer_id, address_governed_at, id_card_governed_at, phone_governed_at) \
+    VALUES (n.customer_id, n.address_governed_at, n.id_card_governed_at, n.phone_governed_at)";
+
+/// Retention: what was governed before the horizon.
+pub const CHANGE_LOG_PRUNE: &str = "DELETE FROM govsync_change_log WHERE governed_at < :p_horizon";
 
 pub const BATCH_LOG_READ: &str = "SELECT event_id, customer_id, data_type, operation, before_image, after_image \
     FROM govsync_change_log WHERE batch_id = :p_batch_id AND outcome IN ('applied', 'flagged') ORDER BY id";
@@ -98,7 +115,7 @@ pub struct Sql {
     pub insert_rows: String,
     pub delete_rows: String,
     pub seen_events: String,
-    pub last_governed: String,
+    pub row_states: String,
     pub batch_status_lock: String,
 }
 
@@ -133,7 +150,7 @@ impl Sql {
             ),
             delete_rows: format!("DELETE FROM {table} WHERE customer_id = :p_customer_id"),
             seen_events: seen_events_sql(),
-            last_governed: last_governed_sql(),
+            row_states: row_states_sql(),
             batch_status_lock: format!(
                 "SELECT status FROM govsync_batch WHERE batch_id = :p_batch_id FOR UPDATE WAIT {wait}"
             ),
@@ -146,11 +163,18 @@ pub fn lock_wait_secs(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
 }
 
-pub const MIGRATIONS: &[Embedded] = &[(
-    1,
-    "govsync tables",
-    include_str!("../../../migrations/oracle/0001_govsync_tables.sql"),
-)];
+pub const MIGRATIONS: &[Embedded] = &[
+    (
+        1,
+        "govsync tables",
+        include_str!("../../../migrations/oracle/0001_govsync_tables.sql"),
+    ),
+    (
+        2,
+        "lean batches",
+        include_str!("../../../migrations/oracle/0002_lean_batches.sql"),
+    ),
+];
 pub const DEV_MIGRATIONS: &[Embedded] = &[(
     1,
     "customer_profile (dev)",
@@ -221,7 +245,7 @@ mod tests {
             &sql.insert_rows,
             &sql.delete_rows,
             &sql.seen_events,
-            &sql.last_governed,
+            &sql.row_states,
             &sql.batch_status_lock,
         ] {
             assert!(!text.trim_end().ends_with(';'), "{text}");
@@ -259,17 +283,11 @@ mod tests {
             &sql.lock_rows,
             &sql.read_rows,
             &sql.seen_events,
-            &sql.last_governed,
+            &sql.row_states,
         ] {
             assert_eq!(placeholders(text), ["p_ids"], "{text}");
         }
-        assert!(
-            sql.last_governed
-                .contains("outcome IN ('applied', 'flagged')")
-        );
-        assert!(
-            sql.last_governed
-                .contains("GROUP BY customer_id, data_type")
-        );
+        assert!(sql.row_states.contains("FROM govsync_row_state"));
+        assert!(ROW_STATE_MERGE.contains("WHEN NOT MATCHED THEN INSERT"));
     }
 }

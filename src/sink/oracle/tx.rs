@@ -15,19 +15,22 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::binds::{
     Binds, advance_binds, change_log_binds, check_storable, delete_binds, insert_binds, key_binds,
-    ledger_binds, outbox_binds, outbox_read_binds, prune_binds, s, update_binds,
+    ledger_binds, outbox_binds, outbox_read_binds, prune_binds, row_state_binds, s, update_binds,
 };
 use super::blocking::blocking;
 use super::exec::{exec, exec_many, params, query, query_ids, read_watermark, row_from};
 use super::sql::{
     BATCH_LOG_READ, BATCH_STATUS_SET, CHANGE_LOG_INSERT, LEDGER_INSERT, OUTBOX_INSERT,
-    OUTBOX_PRUNE, OUTBOX_READ, ROLLBACK_TO_SAVEPOINT, SAVEPOINT, Sql, WATERMARK_ADVANCE,
-    WATERMARK_CREATE,
+    OUTBOX_PRUNE, OUTBOX_READ, ROLLBACK_TO_SAVEPOINT, ROW_STATE_MERGE, SAVEPOINT, Sql,
+    WATERMARK_ADVANCE, WATERMARK_CREATE,
 };
-use crate::event::{DataType, Row};
+use crate::event::Row;
 use crate::message::{OutMessage, decode_headers};
 use crate::sink::plan::RowWrite;
-use crate::sink::{LedgerEntry, LogEntry, LoggedChange, PartitionKey, SinkError, SinkResult, Tx};
+use crate::sink::{
+    EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, RowState, SinkError, SinkResult,
+    Tx,
+};
 
 /// What every checked-out session gets (client-side attributes: no round
 /// trip of their own).
@@ -187,36 +190,44 @@ impl Tx for OracleTx {
         Ok(rows.into_iter().collect())
     }
 
-    async fn seen_events(&mut self, ids: &[String]) -> SinkResult<HashSet<String>> {
-        let ids = ids.to_vec();
+    async fn seen_events(&mut self, events: &[EventKey]) -> SinkResult<HashSet<String>> {
+        let ids: Vec<String> = events.iter().map(|(e, _)| e.clone()).collect();
         let found = self
             .call(move |conn, sql| {
-                query_ids(conn, &sql.seen_events, &ids, |r| r.get::<_, String>(0))
-            })
-            .await?;
-        Ok(found.into_iter().collect())
-    }
-
-    async fn last_governed(
-        &mut self,
-        ids: &[String],
-    ) -> SinkResult<HashMap<(String, DataType), DateTime<Utc>>> {
-        let ids = ids.to_vec();
-        let rows = self
-            .call(move |conn, sql| {
-                query_ids(conn, &sql.last_governed, &ids, |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, NaiveDateTime>(2)?,
-                    ))
+                query_ids(conn, &sql.seen_events, &ids, |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, NaiveDateTime>(1)?))
                 })
             })
             .await?;
-        Ok(rows
+        let wanted: HashSet<(&str, DateTime<Utc>)> =
+            events.iter().map(|(e, t)| (e.as_str(), *t)).collect();
+        Ok(found
             .into_iter()
-            .filter_map(|(c, dt, t)| DataType::parse(&dt).map(|dt| ((c, dt), t.and_utc())))
+            .filter(|(e, t)| wanted.contains(&(e.as_str(), t.and_utc())))
+            .map(|(e, _)| e)
             .collect())
+    }
+
+    async fn row_states(&mut self, ids: &[String]) -> SinkResult<Vec<RowState>> {
+        let ids = ids.to_vec();
+        self.call(move |conn, sql| {
+            query_ids(conn, &sql.row_states, &ids, |r| {
+                let at = |i: usize| -> oracle::Result<Option<DateTime<Utc>>> {
+                    Ok(r.get::<_, Option<NaiveDateTime>>(i)?.map(|t| t.and_utc()))
+                };
+                Ok(RowState {
+                    customer_id: r.get(0)?,
+                    governed_at: [at(1)?, at(2)?, at(3)?],
+                })
+            })
+        })
+        .await
+    }
+
+    async fn write_state(&mut self, state: &[RowState]) -> SinkResult<()> {
+        let rows = row_state_binds(state);
+        self.call(move |conn, _| exec_many(conn, ROW_STATE_MERGE, &rows).map(drop))
+            .await
     }
 
     async fn savepoint(&mut self) -> SinkResult<()> {

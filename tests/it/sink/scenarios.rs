@@ -8,7 +8,8 @@ use chrono::Utc;
 use govsync::demo::generate::{self, Customer};
 use govsync::event::{ConflictPolicy, DataType, Row};
 use govsync::output;
-use govsync::sink::protocol::{self, BatchReport};
+use govsync::sink::protocol::BatchReport;
+use govsync::sink::rollback;
 use govsync::sink::{Outcome, SinkError};
 use serde_json::{Value, json};
 
@@ -368,7 +369,7 @@ pub async fn rollback_restores_exactly_the_before_images(s: &Suite) {
         .business_update("RB_1", "江苏省南京市玄武区后来改的路9号", later)
         .await;
 
-    let dry = protocol::rollback(s.db.as_ref(), &b.batch_id, true)
+    let dry = rollback::rollback(s.db.as_ref(), &b.batch_id, true)
         .await
         .unwrap();
     assert_eq!(dry.restored, ["RB_0", "RB_2"]);
@@ -378,7 +379,7 @@ pub async fn rollback_restores_exactly_the_before_images(s: &Suite) {
         "dry run changes nothing"
     );
 
-    let rep = protocol::rollback(s.db.as_ref(), &b.batch_id, false)
+    let rep = rollback::rollback(s.db.as_ref(), &b.batch_id, false)
         .await
         .unwrap();
     assert_eq!(rep.restored, ["RB_0", "RB_2"]);
@@ -416,7 +417,7 @@ pub async fn rollback_restores_exactly_the_before_images(s: &Suite) {
         .await
         .unwrap();
     assert_eq!(orig[0].status, "rolled_back");
-    let again = protocol::rollback(s.db.as_ref(), &b.batch_id, false).await;
+    let again = rollback::rollback(s.db.as_ref(), &b.batch_id, false).await;
     assert!(again.is_err(), "a batch is rolled back once");
 }
 
