@@ -2,11 +2,11 @@
 -- migrations/postgres/0002_lean_batches.sql): staleness from
 -- govsync_row_state instead of the change log's history, a duplicate is
 -- the same event_id with the same governed_at, no per-customer index on
--- the change log. Retention: the processor deletes change-log rows older
--- than `change_log.retention` every hour (partitioning is a separately
--- licensed option before 23ai Free, so govsync does not assume it; a DBA
--- who has it can partition govsync_change_log by governed_at and drop old
--- partitions instead).
+-- the change log. Retention: every hour the processor deletes the
+-- change-log rows logged longer than `change_log.retention` ago.
+-- Partitioning is a separately licensed option before 23ai Free, so
+-- govsync does not assume it; a DBA who has it can partition
+-- govsync_change_log by logged_at and drop old partitions instead.
 
 CREATE TABLE govsync_row_state (
     customer_id         VARCHAR2(64 CHAR) NOT NULL,
@@ -26,4 +26,4 @@ GROUP BY customer_id;
 DROP INDEX govsync_change_log_customer;
 ALTER TABLE govsync_change_log DROP CONSTRAINT govsync_change_log_event_id;
 ALTER TABLE govsync_change_log ADD CONSTRAINT govsync_change_log_event UNIQUE (event_id, governed_at);
-CREATE INDEX govsync_change_log_governed ON govsync_change_log (governed_at);
+CREATE INDEX govsync_change_log_logged ON govsync_change_log (logged_at);

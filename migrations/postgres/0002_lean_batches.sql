@@ -5,12 +5,15 @@
 --    governed_at of the last applied (or flagged) result of each data type.
 --    It is written in the batch's transaction, with the change log.
 -- 2. The change log is partitioned by day of governed_at, so its indexes
---    stay the size of a day and old days are dropped whole
---    (govsync_change_log_maintain, run by `govsync migrate` and by the
---    processor every hour, keeps `change_log.retention`). A duplicate is
---    the same event_id with the same governed_at (a re-sent event carries
---    both); the unique index includes the partition key, as PostgreSQL
---    requires.
+--    stay the size of a day, a dedupe probe touches one day's index, and
+--    old days are dropped whole. A duplicate is the same event_id with the
+--    same governed_at (a re-sent event carries both); the unique index
+--    includes the partition key, as PostgreSQL requires. Retention counts
+--    from when a row was logged (`change_log.retention`): a day is dropped
+--    once every row in it was logged longer ago, rows of results governed
+--    outside the daily partitions (the default partition, the version-1
+--    table) are deleted by logged_at. govsync_change_log_maintain does it,
+--    run by `govsync migrate` and by the processor every hour.
 -- 3. Indexes that every batch paid for and few reads used are gone: the
 --    per-customer index (staleness moved to govsync_row_state).
 
@@ -54,6 +57,8 @@ CREATE TABLE govsync_change_log (
 ALTER SEQUENCE govsync_change_log_id_seq OWNED BY govsync_change_log.id;
 CREATE UNIQUE INDEX govsync_change_log_event ON govsync_change_log (event_id, governed_at);
 CREATE INDEX govsync_change_log_batch ON govsync_change_log (batch_id);
+-- Appended in order (cheap): retention reads a day's newest row from it.
+CREATE INDEX govsync_change_log_logged ON govsync_change_log (logged_at);
 -- Results governed before the oldest or after the newest daily partition
 -- (a late replay, a producer's clock far ahead).
 CREATE TABLE govsync_change_log_default PARTITION OF govsync_change_log DEFAULT;
@@ -70,10 +75,10 @@ BEGIN
 END $$;
 
 -- Creates the daily partitions from today to `ahead_days` ahead (UTC days,
--- named govsync_change_log_YYYYMMDD), drops the daily partitions that end
--- before now() - retention, and deletes what the default and version-1
--- partitions hold from before then. Returns what it did. Runs under an
--- advisory lock: one instance at a time.
+-- named govsync_change_log_YYYYMMDD), drops the daily partitions whose
+-- rows were all logged before now() - retention, and deletes the rows the
+-- default and version-1 partitions logged before then. Returns what it did.
+-- Runs under an advisory lock: one instance at a time.
 CREATE OR REPLACE FUNCTION govsync_change_log_maintain(retention INTERVAL, ahead_days INTEGER)
 RETURNS TEXT LANGUAGE plpgsql AS $$
 DECLARE
@@ -84,6 +89,7 @@ DECLARE
     deleted BIGINT := 0;
     n       BIGINT;
     horizon TIMESTAMPTZ := now() - retention;
+    newest  TIMESTAMPTZ;
     part    RECORD;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('govsync_change_log_maintain'));
@@ -107,14 +113,17 @@ BEGIN
           AND c.relname ~ '^govsync_change_log_[0-9]{8}$'
           AND to_date(substr(c.relname, 20), 'YYYYMMDD') + 1 <= (horizon AT TIME ZONE 'UTC')::date
     LOOP
-        EXECUTE format('DROP TABLE %I', part.relname);
-        dropped := dropped + 1;
+        EXECUTE format('SELECT max(logged_at) FROM %I', part.relname) INTO newest;
+        IF newest IS NULL OR newest < horizon THEN
+            EXECUTE format('DROP TABLE %I', part.relname);
+            dropped := dropped + 1;
+        END IF;
     END LOOP;
-    DELETE FROM govsync_change_log_default WHERE governed_at < horizon;
+    DELETE FROM govsync_change_log_default WHERE logged_at < horizon;
     GET DIAGNOSTICS n = ROW_COUNT;
     deleted := deleted + n;
     IF to_regclass('govsync_change_log_v1') IS NOT NULL THEN
-        DELETE FROM govsync_change_log_v1 WHERE governed_at < horizon;
+        DELETE FROM govsync_change_log_v1 WHERE logged_at < horizon;
         GET DIAGNOSTICS n = ROW_COUNT;
         deleted := deleted + n;
     END IF;

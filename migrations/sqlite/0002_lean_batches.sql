@@ -3,7 +3,7 @@
 -- govsync_row_state instead of the change log's history, a duplicate is
 -- the same event_id with the same governed_at, no per-customer index on
 -- the change log. Retention: the processor deletes what is older than
--- `change_log.retention` every hour.
+-- `change_log.retention` every hour (counted from when a row was logged).
 
 CREATE TABLE IF NOT EXISTS govsync_row_state (
     customer_id         TEXT PRIMARY KEY,
@@ -40,4 +40,4 @@ INSERT INTO govsync_change_log_v2 SELECT * FROM govsync_change_log ORDER BY id;
 DROP TABLE govsync_change_log;
 ALTER TABLE govsync_change_log_v2 RENAME TO govsync_change_log;
 CREATE INDEX IF NOT EXISTS govsync_change_log_batch ON govsync_change_log (batch_id);
-CREATE INDEX IF NOT EXISTS govsync_change_log_governed ON govsync_change_log (governed_at);
+CREATE INDEX IF NOT EXISTS govsync_change_log_logged ON govsync_change_log (logged_at);

@@ -309,11 +309,12 @@ impl Default for RawDlq {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawChangeLog {
-    /// How long change-log rows are kept after the result was governed:
-    /// the window in which a re-sent result is recognised as a duplicate and
-    /// a batch can be rolled back. PostgreSQL drops whole days (the change
-    /// log is partitioned by day of governed_at); SQLite and Oracle delete
-    /// the rows. The processor applies it at start and every hour.
+    /// How long change-log rows are kept after govsync logged them: the
+    /// window in which a re-sent result is recognised as a duplicate and a
+    /// batch can be rolled back. PostgreSQL drops a whole day of its change
+    /// log (partitioned by day of governed_at) once every row in it is that
+    /// old; SQLite and Oracle delete the rows. The processor applies it at
+    /// start and every hour.
     pub retention: String,
 }
 

@@ -8,21 +8,38 @@
 //! and the database watermark, and assigns the partitions at those offsets
 //! itself (no seek race).
 //!
-//! Pausing (backpressure, stalls) is per assignment. The pipeline's state
-//! for a partition starts unpaused at every assignment, so a pause or
-//! resume command still queued from an earlier assignment (the pipeline
-//! sent it just before a rebalance) is dropped by its generation, and every
-//! assignment resumes its partitions explicitly in case librdkafka kept an
-//! application pause on them. Otherwise a partition could come back paused
-//! under a pipeline that believes it is not, and never be read again.
+//! # Flow control: credit, not pause
+//!
+//! Every assigned partition's messages come from a queue of its own
+//! (librdkafka's partition queues), and the thread takes from a partition
+//! only while the pipeline has granted it credit: the pipeline starts each
+//! partition with `flow.max_buffered_per_partition` and gives back what a
+//! completed batch held. A partition without credit is simply not read;
+//! librdkafka keeps prefetching it up to `queued.max.messages.kbytes` (per
+//! partition with partition queues) and then stops fetching, so memory
+//! stays bounded without pausing. Pausing would throw away what librdkafka
+//! had fetched and make every resume fetch it again, leaving the partition
+//! with nothing to batch in between: a backlog drained in bursts.
+//!
+//! A partition whose batch is stalled (the database is down) is not read
+//! until it recovers.
+//!
+//! Partitions with credit are read in turn, at most [`TURN`] messages each,
+//! so one partition's backlog never keeps another's messages waiting.
+//! Messages fetched for a partition before its queue was split off arrive
+//! on the main queue, which is always read first: they are older than
+//! anything on the partition's own queue, so offset order holds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::mpsc;
@@ -48,9 +65,51 @@ pub struct AssignedPartition {
     pub committed: Option<i64>,
     /// The database watermark (what the data reached).
     pub watermark: Option<i64>,
-    /// The assignment this partition belongs to; pause and resume commands
-    /// name it.
-    pub generation: u64,
+    /// How much the consumer may hand over for this partition (see the
+    /// module doc).
+    pub credit: Arc<Credit>,
+}
+
+/// What the consumer may read of one partition: shared by the consumer
+/// thread (which spends it) and the pipeline (which gives it back).
+#[derive(Debug, Default)]
+pub struct Credit {
+    /// Messages it may still hand over; the pipeline adds what a completed
+    /// batch released.
+    available: AtomicI64,
+    /// The partition's batch is stalled: nothing is read until it recovers.
+    stalled: AtomicBool,
+}
+
+impl Credit {
+    fn new(available: i64) -> Self {
+        Credit {
+            available: AtomicI64::new(available),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    /// Messages the consumer may take now.
+    fn room(&self) -> i64 {
+        if self.stalled.load(Ordering::Acquire) {
+            0
+        } else {
+            self.available.load(Ordering::Acquire)
+        }
+    }
+
+    fn spend(&self) {
+        self.available.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `n` records the partition held left memory.
+    pub fn release(&self, n: usize) {
+        self.available.fetch_add(n as i64, Ordering::AcqRel);
+    }
+
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Release);
+    }
 }
 
 pub enum FromConsumer {
@@ -68,17 +127,30 @@ pub enum FromConsumer {
 }
 
 pub enum ToConsumer {
-    /// Stop fetching a partition of assignment `generation`.
-    Pause {
-        partition: i32,
-        generation: u64,
-    },
-    /// Fetch it again.
-    Resume {
-        partition: i32,
-        generation: u64,
-    },
     Shutdown,
+}
+
+/// Messages taken from one partition in one turn of the thread's loop.
+pub const TURN: i64 = 500;
+
+/// How long the thread waits on the main queue when no partition had a
+/// message for it (events wake it earlier; a partition's new messages do
+/// not, so this bounds the latency they add when idle).
+const IDLE_POLL: Duration = Duration::from_millis(5);
+
+/// A partition being read: its own queue and its credit.
+struct Lane {
+    partition: i32,
+    queue: PartitionQueue<GovContext>,
+    credit: Arc<Credit>,
+}
+
+/// Assignment changes the rebalance callback leaves for the thread (which
+/// owns the consumer's `Arc`, needed to split a partition's queue off).
+#[derive(Default)]
+struct Pending {
+    assigned: Vec<(i32, Arc<Credit>)>,
+    revoked: Vec<i32>,
 }
 
 pub struct GovContext {
@@ -90,9 +162,9 @@ pub struct GovContext {
     /// Upper bound for the pipeline to drain revoked partitions.
     revoke_timeout: Duration,
     shutdown: CancellationToken,
-    /// Counts assignments; only touched on the consumer thread (the
-    /// rebalance callback runs inside `poll`).
-    generation: AtomicU64,
+    /// Credit a new partition starts with.
+    initial_credit: i64,
+    pending: Mutex<Pending>,
 }
 
 impl ClientContext for GovContext {
@@ -157,7 +229,6 @@ impl GovContext {
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let parts = self.partitions(tpl);
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         // Kafka's committed offsets (read_committed makes this wait for
         // pending transactional commits to settle: KIP-447).
         let committed = retry_until(&self.shutdown, "reading committed offsets", || {
@@ -196,9 +267,13 @@ impl GovContext {
                 start,
                 committed: c,
                 watermark: w,
-                generation,
+                credit: Arc::new(Credit::new(self.initial_credit)),
             });
         }
+        let lanes: Vec<(i32, Arc<Credit>)> = assigned
+            .iter()
+            .map(|a| (a.partition, a.credit.clone()))
+            .collect();
         // Tell the pipeline before any message of these partitions arrives.
         if self
             .events
@@ -210,11 +285,11 @@ impl GovContext {
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(error = %e, "assigning partitions failed");
         }
-        // This assignment starts unpaused, as the pipeline's fresh state for
-        // it says, whatever an earlier assignment left behind.
-        if let Err(e) = consumer.resume(tpl) {
-            tracing::warn!(error = %e, "resuming newly assigned partitions failed");
-        }
+        self.pending_mut().assigned.extend(lanes);
+    }
+
+    fn pending_mut(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn on_revoke(&self, tpl: &TopicPartitionList) {
@@ -223,6 +298,9 @@ impl GovContext {
             return;
         }
         tracing::info!(?partitions, "partitions revoked; finishing their batches");
+        self.pending_mut()
+            .revoked
+            .extend(partitions.iter().copied());
         let (ack, done) = std_mpsc::sync_channel(1);
         if self
             .events
@@ -274,6 +352,8 @@ pub struct ConsumerSetup {
     pub db: Arc<dyn Database>,
     pub revoke_timeout: Duration,
     pub shutdown: CancellationToken,
+    /// `flow.max_buffered_per_partition`: each partition's initial credit.
+    pub max_buffered: usize,
 }
 
 pub type GovConsumer = BaseConsumer<GovContext>;
@@ -295,7 +375,8 @@ pub fn start(
         topic: setup.topic.clone(),
         revoke_timeout: setup.revoke_timeout,
         shutdown: setup.shutdown.clone(),
-        generation: AtomicU64::new(0),
+        initial_credit: setup.max_buffered as i64,
+        pending: Mutex::new(Pending::default()),
     };
     let consumer: GovConsumer = setup.config.create_with_context(ctx)?;
     consumer.subscribe(&[&setup.topic])?;
@@ -314,50 +395,61 @@ fn consumer_loop(
     events: mpsc::Sender<FromConsumer>,
     commands: std_mpsc::Receiver<ToConsumer>,
 ) {
+    let mut lanes: Vec<Lane> = Vec::new();
+    let deliver = |m: &BorrowedMessage<'_>| {
+        events
+            .blocking_send(FromConsumer::Message(Box::new(to_incoming(m, &setup))))
+            .is_ok()
+    };
     'outer: loop {
-        loop {
-            let current = consumer.context().generation.load(Ordering::Relaxed);
-            match commands.try_recv() {
-                Ok(ToConsumer::Pause {
-                    partition,
-                    generation,
-                }) if generation == current => {
-                    if let Err(e) = consumer.pause(&single(&setup.topic, partition)) {
-                        tracing::warn!(partition, error = %e, "pausing the partition failed");
-                    }
-                }
-                Ok(ToConsumer::Resume {
-                    partition,
-                    generation,
-                }) if generation == current => {
-                    if let Err(e) = consumer.resume(&single(&setup.topic, partition)) {
-                        tracing::warn!(partition, error = %e, "resuming the partition failed");
-                    }
-                }
-                // Meant for an earlier assignment: this one started unpaused.
-                Ok(ToConsumer::Pause { .. } | ToConsumer::Resume { .. }) => {}
-                Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => {
-                    break 'outer;
-                }
-                Err(std_mpsc::TryRecvError::Empty) => break,
+        match commands.try_recv() {
+            Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => break,
+            Err(std_mpsc::TryRecvError::Empty) => {}
+        }
+        // The main queue first: rebalances, errors, and messages fetched
+        // before a partition's queue was split off (older than its queue's).
+        while let Some(r) = consumer.poll(Duration::ZERO) {
+            match r {
+                Ok(m) if !deliver(&m) => break 'outer,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let incoming = to_incoming(&m, &setup);
-                if events
-                    .blocking_send(FromConsumer::Message(Box::new(incoming)))
-                    .is_err()
-                {
-                    break;
+        if update_lanes(&consumer, &setup.topic, &mut lanes) {
+            // A partition's queue was just split off: what was fetched for it
+            // before is on the main queue, and goes first.
+            continue;
+        }
+        let mut delivered = 0;
+        for lane in &lanes {
+            let room = lane.credit.room().min(TURN);
+            for _ in 0..room {
+                match lane.queue.poll(Duration::ZERO) {
+                    Some(Ok(m)) => {
+                        lane.credit.spend();
+                        delivered += 1;
+                        if !deliver(&m) {
+                            break 'outer;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(partition = lane.partition, error = %e, "consumer error")
+                    }
+                    None => break,
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
+        }
+        if delivered == 0 {
+            match consumer.poll(IDLE_POLL) {
+                Some(Ok(m)) if !deliver(&m) => break,
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                _ => {}
+            }
         }
     }
     // Leave the group: unsubscribing revokes the assignment through the
     // rebalance callback (which waits for the pipeline to drain).
+    drop(lanes);
     consumer.unsubscribe();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -374,10 +466,30 @@ fn consumer_loop(
     let _ = events.blocking_send(FromConsumer::Closed);
 }
 
-fn single(topic: &str, p: i32) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, p);
-    tpl
+/// Applies what the rebalance callback left: revoked partitions' lanes go,
+/// newly assigned partitions get their own queue. True when a queue was
+/// split off.
+fn update_lanes(consumer: &Arc<GovConsumer>, topic: &str, lanes: &mut Vec<Lane>) -> bool {
+    let pending = std::mem::take(&mut *consumer.context().pending_mut());
+    let split = !pending.assigned.is_empty();
+    if !pending.revoked.is_empty() {
+        lanes.retain(|l| !pending.revoked.contains(&l.partition));
+    }
+    for (partition, credit) in pending.assigned {
+        lanes.retain(|l| l.partition != partition);
+        match consumer.split_partition_queue(topic, partition) {
+            Some(queue) => lanes.push(Lane {
+                partition,
+                queue,
+                credit,
+            }),
+            None => tracing::error!(
+                partition,
+                "could not give the partition a queue of its own; it is not read"
+            ),
+        }
+    }
+    split
 }
 
 /// Copies a consumed message out of librdkafka and attaches its verdict.

@@ -160,6 +160,7 @@ pub async fn run(
         db: db.clone(),
         revoke_timeout: Duration::from_secs(120),
         shutdown: shutdown.clone(),
+        max_buffered: cfg.flow.max_buffered_per_partition,
     };
     let (consumer, commands, consumer_thread) = consumer::start(setup, ev_tx)?;
     let (committer, committer_thread) =

@@ -1,12 +1,13 @@
 //! The main loop's state: every assigned partition, and the scheduling of
 //! their batches.
 //!
-//! A partition's life: assigned (fresh state, unpaused) → batches cut from
-//! its buffer, at most one in flight → revoked (it takes no more messages
-//! and starts no batch; it is given up once its in-flight batch completed)
-//! → removed. Independently of that, its fetching is paused while it holds
-//! `flow.max_buffered_per_partition` records or is stalled, and resumed
-//! when a completion finds its buffer drained to half the bound.
+//! A partition's life: assigned (fresh state, full credit) → batches cut
+//! from its buffer, at most one in flight → revoked (it takes no more
+//! messages and starts no batch; it is given up once its in-flight batch
+//! completed) → removed. Independently of that, the consumer hands it at
+//! most `flow.max_buffered_per_partition` records beyond what completed
+//! batches released (its credit, see `consumer.rs`): a partition that holds
+//! its bound, or whose batch is stalled, is simply not read for a while.
 //!
 //! Ready partitions get the free in-flight slots in [`dispatch_order`],
 //! within the global and per-region caps.
@@ -22,7 +23,7 @@ use tracing::Instrument;
 use super::Progress;
 use super::apply::{self, BatchCtx, BatchResult, Committed, Completion};
 use super::batcher::{Aimd, Buffer, Sizing};
-use super::consumer::{AssignedPartition, FromConsumer, Incoming, ToConsumer};
+use super::consumer::{AssignedPartition, Credit, FromConsumer, Incoming, ToConsumer};
 use crate::config::Config;
 use crate::sink::PartitionKey;
 use crate::telemetry::metrics;
@@ -69,12 +70,14 @@ struct Partition {
     buffer: Buffer,
     aimd: Aimd,
     phase: Phase,
-    /// Paused in the consumer (buffer full, or stalled).
-    paused: bool,
+    /// What the consumer may still hand over (shared with it).
+    credit: Arc<Credit>,
+    /// Not being read: it holds its bound, or its batch is stalled. The
+    /// metric `partition_paused` says so (kept here to update it on changes
+    /// only).
+    held_back: bool,
+    stalled: bool,
     kafka: KafkaProgress,
-    /// The consumer's assignment this state belongs to (named in pause and
-    /// resume commands).
-    generation: u64,
 }
 
 impl Partition {
@@ -92,6 +95,15 @@ impl Partition {
     /// Records the partition holds: buffered and in flight.
     fn held(&self) -> usize {
         self.buffer.len() + self.in_flight().map_or(0, |f| f.records)
+    }
+
+    /// Says in the metrics whether the partition is being read.
+    fn update_held_back(&mut self, partition: i32, max_buffered: usize) {
+        let held_back = self.stalled || self.held() >= max_buffered;
+        if held_back != self.held_back {
+            self.held_back = held_back;
+            metrics::paused(partition, held_back);
+        }
     }
 
     /// Its batch completed: frees the slot, returns the batch's regions.
@@ -232,17 +244,7 @@ impl Partitions {
             return;
         }
         st.buffer.push(inc);
-        let held = st.held();
-        if held >= max_buffered && !st.paused {
-            let buffered = st.buffer.len();
-            self.set_paused(p, true);
-            tracing::debug!(
-                partition = p,
-                buffered,
-                held,
-                "partition paused (buffer full)"
-            );
-        }
+        st.update_held_back(p, max_buffered);
     }
 
     fn on_assigned(&mut self, list: Vec<AssignedPartition>) {
@@ -253,14 +255,15 @@ impl Partitions {
                 buffer: Buffer::default(),
                 aimd: self.sizing.controller(),
                 phase: Phase::Idle,
-                paused: false,
+                credit: a.credit,
+                held_back: false,
+                stalled: false,
                 kafka: KafkaProgress {
                     confirmed: committed,
                     db_watermark: watermark,
                     outbox_dirty: true,
                     needs_recovery: watermark > committed,
                 },
-                generation: a.generation,
             };
             if st.kafka.needs_recovery {
                 tracing::info!(
@@ -309,8 +312,11 @@ impl Partitions {
                 } else {
                     self.progress.stalled.fetch_sub(1, Ordering::Relaxed);
                 }
-                if stalled && self.parts.get(&partition).is_some_and(|st| !st.paused) {
-                    self.set_paused(partition, true);
+                let max_buffered = self.cfg.flow.max_buffered_per_partition;
+                if let Some(st) = self.parts.get_mut(&partition) {
+                    st.stalled = stalled;
+                    st.credit.set_stalled(stalled);
+                    st.update_held_back(partition, max_buffered);
                 }
             }
             Completion::Done {
@@ -341,6 +347,9 @@ impl Partitions {
                 *n -= 1;
             }
         }
+        // Its records left memory: the consumer may hand over as many more.
+        st.credit.release(size);
+        st.update_held_back(partition, self.cfg.flow.max_buffered_per_partition);
         if let BatchResult::Committed(c) = result {
             let Committed {
                 report,
@@ -387,32 +396,6 @@ impl Partitions {
                 log.push((report.timings.total.as_micros() as u64, size));
             }
         }
-        if st.paused && st.buffer.len() <= self.cfg.flow.max_buffered_per_partition / 2 {
-            self.set_paused(partition, false);
-        }
-    }
-
-    /// Pauses or resumes a partition in the consumer (and says so in the
-    /// metrics).
-    fn set_paused(&mut self, partition: i32, paused: bool) {
-        let Some(st) = self.parts.get_mut(&partition) else {
-            return;
-        };
-        st.paused = paused;
-        let generation = st.generation;
-        let cmd = if paused {
-            ToConsumer::Pause {
-                partition,
-                generation,
-            }
-        } else {
-            ToConsumer::Resume {
-                partition,
-                generation,
-            }
-        };
-        let _ = self.commands.send(cmd);
-        metrics::paused(partition, paused);
     }
 
     /// Starts batches for partitions that are ready, in [`dispatch_order`],

@@ -333,9 +333,9 @@ pub trait Database: Send + Sync {
     /// was applied.
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>>;
     async fn batches(&self, filter: &BatchFilter) -> SinkResult<Vec<LedgerEntry>>;
-    /// Keeps the change log to `retention` (by governed_at): drops or
-    /// deletes what is older, and prepares what is coming (PostgreSQL's
-    /// daily partitions). Returns what it did.
+    /// Keeps the change log to `retention`, counted from when a row was
+    /// logged: drops or deletes what is older, and prepares what is coming
+    /// (PostgreSQL's daily partitions). Returns what it did.
     async fn maintain(&self, retention: std::time::Duration) -> SinkResult<String>;
     async fn close(&self);
 }

@@ -203,14 +203,14 @@ impl Dialect for Sqlite {
         .await
     }
 
-    /// Deletes what was governed before `now - retention`.
+    /// Deletes what was logged before `now - retention`.
     async fn maintain(
         pool: &sqlx::Pool<Self>,
         retention: std::time::Duration,
     ) -> SinkResult<String> {
         let horizon =
             Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
-        let done = sqlx::query("DELETE FROM govsync_change_log WHERE governed_at < ?1")
+        let done = sqlx::query("DELETE FROM govsync_change_log WHERE logged_at < ?1")
             .bind(time_text(horizon))
             .execute(pool)
             .await?;

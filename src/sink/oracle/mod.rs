@@ -228,7 +228,7 @@ impl Database for OracleDatabase {
         .await
     }
 
-    /// Deletes what was governed before `now - retention` (committed in
+    /// Deletes what was logged before `now - retention` (committed in
     /// its own transaction).
     async fn maintain(&self, retention: Duration) -> SinkResult<String> {
         let horizon =

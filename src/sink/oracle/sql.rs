@@ -79,8 +79,8 @@ pub const ROW_STATE_MERGE: &str = "MERGE INTO govsync_row_state s \
     WHEN NOT MATCHED THEN INSERT (customer_id, address_governed_at, id_card_governed_at, phone_governed_at) \
     VALUES (n.customer_id, n.address_governed_at, n.id_card_governed_at, n.phone_governed_at)";
 
-/// Retention: what was governed before the horizon.
-pub const CHANGE_LOG_PRUNE: &str = "DELETE FROM govsync_change_log WHERE governed_at < :p_horizon";
+/// Retention: what was logged before the horizon.
+pub const CHANGE_LOG_PRUNE: &str = "DELETE FROM govsync_change_log WHERE logged_at < :p_horizon";
 
 pub const BATCH_LOG_READ: &str = "SELECT event_id, customer_id, data_type, operation, before_image, after_image \
     FROM govsync_change_log WHERE batch_id = :p_batch_id AND outcome IN ('applied', 'flagged') ORDER BY id";
