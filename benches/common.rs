@@ -104,6 +104,53 @@ pub fn peak_rss_mib() -> f64 {
     usage.ru_maxrss as f64 / 1024.0
 }
 
+/// CPU time used so far (user + system) by PostgreSQL's processes and by
+/// this one. Unlike wall time it is hardly moved by other work on the
+/// machine, so the CPU each row costs compares well across runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub postgres: Duration,
+    pub this: Duration,
+}
+
+impl Cpu {
+    pub fn now() -> Cpu {
+        let tick = Duration::from_secs(1) / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u32);
+        let of = |stat: &str| -> Option<Duration> {
+            // Fields after the command (which may hold spaces) in parentheses.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            let ticks: u32 = f.get(11)?.parse::<u32>().ok()? + f.get(12)?.parse::<u32>().ok()?;
+            Some(tick * ticks)
+        };
+        let mut cpu = Cpu::default();
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            cpu.this = of(&stat).unwrap_or_default();
+        }
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let path = entry.path();
+            let is_pg = std::fs::read_to_string(path.join("comm"))
+                .map(|c| c.trim() == "postgres")
+                .unwrap_or(false);
+            if is_pg && let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
+                cpu.postgres += of(&stat).unwrap_or_default();
+            }
+        }
+        cpu
+    }
+
+    /// CPU since `earlier`, per 1000 rows: "PostgreSQL x ms + this y ms".
+    pub fn per_thousand(self, earlier: Cpu, rows: usize) -> String {
+        let k = (rows as f64 / 1000.0).max(1e-9);
+        let pg = self.postgres.saturating_sub(earlier.postgres).as_secs_f64() * 1000.0 / k;
+        let me = self.this.saturating_sub(earlier.this).as_secs_f64() * 1000.0 / k;
+        format!(
+            "{:.1} ms CPU per 1000 rows (PostgreSQL {pg:.1} + client {me:.1})",
+            pg + me
+        )
+    }
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }

@@ -22,6 +22,8 @@ struct Case {
     rows: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU per 1000 rows (PostgreSQL + this process).
+    cpu: String,
 }
 
 impl Case {
@@ -76,21 +78,26 @@ async fn run() {
     println!();
     println!("PostgreSQL, batches of {batch}, {table_rows}-row table, synchronous_commit on");
     println!(
-        "{:<42} {:>5} {:>9} {:>11} {:>10} {:>10}",
+        "{:<42} {:>5} {:>9} {:>11} {:>10} {:>10}  cpu",
         "case", "conns", "rows", "rows/s", "p50 batch", "p99 batch"
     );
     for c in &mut cases {
         c.latencies.sort();
         println!(
-            "{:<42} {:>5} {:>9} {:>11.0} {:>10} {:>10}",
+            "{:<42} {:>5} {:>9} {:>11.0} {:>10} {:>10}  {}",
             c.name,
             c.connections,
             c.rows,
             c.rate(),
             common::ms(common::percentile(&c.latencies, 50.0)),
-            common::ms(common::percentile(&c.latencies, 99.0))
+            common::ms(common::percentile(&c.latencies, 99.0)),
+            c.cpu
         );
     }
+    println!(
+        "(CPU counts every PostgreSQL process, so other work on the database in the \
+         same seconds adds to it)"
+    );
     for conns in [1, 4] {
         let bare = cases
             .iter()
@@ -142,6 +149,7 @@ async fn bare_update(
     connections: usize,
 ) -> Case {
     let started = Instant::now();
+    let cpu = common::Cpu::now();
     let mut tasks = Vec::new();
     for g in groups {
         let pool = pool.clone();
@@ -155,7 +163,14 @@ async fn bare_update(
             (g.len(), lat)
         }));
     }
-    collect("bare UPDATE … FROM UNNEST", connections, started, tasks).await
+    collect(
+        "bare UPDATE … FROM UNNEST",
+        connections,
+        started,
+        cpu,
+        tasks,
+    )
+    .await
 }
 
 async fn full_protocol(
@@ -230,6 +245,7 @@ async fn full_protocol(
         prepared.push(batches);
     }
     let started = Instant::now();
+    let cpu = common::Cpu::now();
     let mut tasks = Vec::new();
     for batches in prepared {
         let db = db.clone();
@@ -279,6 +295,7 @@ async fn full_protocol(
         "full protocol (lock, log, write, verify)",
         connections,
         started,
+        cpu,
         tasks,
     )
     .await
@@ -288,6 +305,7 @@ async fn collect(
     name: &'static str,
     connections: usize,
     started: Instant,
+    cpu: common::Cpu,
     tasks: Vec<tokio::task::JoinHandle<(usize, Vec<Duration>)>>,
 ) -> Case {
     let mut rows = 0;
@@ -303,6 +321,7 @@ async fn collect(
         rows,
         elapsed: started.elapsed(),
         latencies,
+        cpu: common::Cpu::now().per_thousand(cpu, rows),
     };
     println!(
         "{name} with {connections} connection(s): {:.0} rows/s",

@@ -14,7 +14,9 @@ mod it {
     mod dlq;
     mod exactly_once;
     mod metrics;
+    mod retention;
     mod routing;
     mod sink;
     mod skeleton;
+    mod upgrade;
 }

@@ -14,11 +14,17 @@
 --    outside the daily partitions (the default partition, the version-1
 --    table) are deleted by logged_at. govsync_change_log_maintain does it,
 --    run by `govsync migrate` and by the processor every hour.
--- 3. Indexes that every batch paid for and few reads used are gone: the
---    per-customer index (staleness moved to govsync_row_state).
+-- 3. Every change-log row pays for one B-tree only, the dedupe index:
+--    staleness moved to govsync_row_state (no per-customer index), a
+--    batch's rows are found by their logged_at (the batch's transaction
+--    time, which the ledger keeps as committed_at) through a BRIN index,
+--    which costs next to nothing to keep (rows are appended in logged_at
+--    order) and also serves retention.
 
+-- Keys of govsync's own tables compare bytewise (COLLATE "C"): cheaper
+-- than the database's linguistic collation, and equality is the same.
 CREATE TABLE IF NOT EXISTS govsync_row_state (
-    customer_id         VARCHAR(64) PRIMARY KEY,
+    customer_id         VARCHAR(64) COLLATE "C" PRIMARY KEY,
     address_governed_at TIMESTAMPTZ,
     id_card_governed_at TIMESTAMPTZ,
     phone_governed_at   TIMESTAMPTZ
@@ -34,15 +40,18 @@ GROUP BY customer_id
 ON CONFLICT (customer_id) DO NOTHING;
 
 -- The version-1 table becomes the partition of everything governed before
--- the first daily partition.
+-- the first daily partition (or is dropped when it is empty: a new
+-- installation). Its constraints of version 1 go: the partitioned table's
+-- indexes replace them.
 ALTER TABLE govsync_change_log RENAME TO govsync_change_log_v1;
 DROP INDEX IF EXISTS govsync_change_log_customer;
-ALTER INDEX IF EXISTS govsync_change_log_batch RENAME TO govsync_change_log_v1_batch;
+ALTER TABLE govsync_change_log_v1 DROP CONSTRAINT IF EXISTS govsync_change_log_event_id;
+ALTER TABLE govsync_change_log_v1 DROP CONSTRAINT IF EXISTS govsync_change_log_pkey;
+ALTER TABLE govsync_change_log_v1 DROP COLUMN IF EXISTS id;
 
 CREATE TABLE govsync_change_log (
-    id               BIGINT       NOT NULL DEFAULT nextval('govsync_change_log_id_seq'),
     batch_id         VARCHAR(300) NOT NULL,
-    event_id         VARCHAR(300) NOT NULL,
+    event_id         VARCHAR(300) COLLATE "C" NOT NULL,
     customer_id      VARCHAR(64)  NOT NULL,
     data_type        VARCHAR(16)  NOT NULL,
     operation        VARCHAR(20)  NOT NULL,
@@ -54,11 +63,8 @@ CREATE TABLE govsync_change_log (
     source_offset    BIGINT       NOT NULL,
     logged_at        TIMESTAMPTZ  NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (governed_at);
-ALTER SEQUENCE govsync_change_log_id_seq OWNED BY govsync_change_log.id;
 CREATE UNIQUE INDEX govsync_change_log_event ON govsync_change_log (event_id, governed_at);
-CREATE INDEX govsync_change_log_batch ON govsync_change_log (batch_id);
--- Appended in order (cheap): retention reads a day's newest row from it.
-CREATE INDEX govsync_change_log_logged ON govsync_change_log (logged_at);
+CREATE INDEX govsync_change_log_logged ON govsync_change_log USING brin (logged_at);
 -- Results governed before the oldest or after the newest daily partition
 -- (a late replay, a producer's clock far ahead).
 CREATE TABLE govsync_change_log_default PARTITION OF govsync_change_log DEFAULT;
@@ -67,9 +73,13 @@ DO $$
 DECLARE
     cutoff TIMESTAMPTZ;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM govsync_change_log_v1) THEN
+        DROP TABLE govsync_change_log_v1;
+        RETURN;
+    END IF;
+    ALTER TABLE govsync_change_log_v1 ALTER COLUMN event_id TYPE VARCHAR(300) COLLATE "C";
     SELECT greatest(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-                    coalesce(date_trunc('day', max(governed_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '1 day',
-                             '-infinity'))
+                    date_trunc('day', max(governed_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '1 day')
       INTO cutoff FROM govsync_change_log_v1;
     EXECUTE format('ALTER TABLE govsync_change_log ATTACH PARTITION govsync_change_log_v1 FOR VALUES FROM (MINVALUE) TO (%L)', cutoff);
 END $$;
@@ -89,7 +99,7 @@ DECLARE
     deleted BIGINT := 0;
     n       BIGINT;
     horizon TIMESTAMPTZ := now() - retention;
-    newest  TIMESTAMPTZ;
+    recent  BOOLEAN;
     part    RECORD;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('govsync_change_log_maintain'));
@@ -113,8 +123,9 @@ BEGIN
           AND c.relname ~ '^govsync_change_log_[0-9]{8}$'
           AND to_date(substr(c.relname, 20), 'YYYYMMDD') + 1 <= (horizon AT TIME ZONE 'UTC')::date
     LOOP
-        EXECUTE format('SELECT max(logged_at) FROM %I', part.relname) INTO newest;
-        IF newest IS NULL OR newest < horizon THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I WHERE logged_at >= %L)', part.relname, horizon)
+          INTO recent;
+        IF NOT recent THEN
             EXECUTE format('DROP TABLE %I', part.relname);
             dropped := dropped + 1;
         END IF;

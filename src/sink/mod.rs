@@ -146,6 +146,21 @@ pub struct RowState {
     pub governed_at: [Option<DateTime<Utc>>; 3],
 }
 
+/// What [`Tx::write`] knows about the rows it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// The database compared each updated or inserted row, as stored (after
+    /// its triggers), with the values it was given.
+    Compared {
+        /// Rows updated or inserted.
+        written: usize,
+        /// Customers whose stored row differs from what was written.
+        differ: Vec<String>,
+    },
+    /// Not compared: the protocol re-reads the rows.
+    NotCompared,
+}
+
 /// Everything one batch writes, handed to the database in one call: a
 /// dialect may send it as one statement ([`Tx::write`]).
 #[derive(Debug, Clone, Copy)]
@@ -263,13 +278,13 @@ pub trait Tx: Send {
         next: i64,
         batch_id: &str,
     ) -> SinkResult<()>;
-    /// Everything a batch writes. Returns the written rows as the database
-    /// stored them when its statements can say (RETURNING), for the
-    /// verification; `None` and the protocol re-reads them. The default is
-    /// one statement per kind.
-    async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Option<HashMap<String, Row>>> {
+    /// Everything a batch writes. A dialect whose statements can compare the
+    /// rows as stored with what it was asked to write (RETURNING) says what
+    /// it found ([`Stored::Compared`]); otherwise the protocol re-reads the
+    /// rows. The default is one statement per kind, not compared.
+    async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Stored> {
         write_each(self, w).await?;
-        Ok(None)
+        Ok(Stored::NotCompared)
     }
     /// Written change-log rows of a batch, in order.
     async fn read_batch_log(&mut self, batch_id: &str) -> SinkResult<Vec<LoggedChange>>;

@@ -28,7 +28,7 @@ use chrono::Utc;
 
 use super::plan::{self, Decision, Outcome, Plan, RowWrite, Snapshot};
 use super::{
-    Database, EventKey, LedgerEntry, LogEntry, SinkBatch, SinkError, SinkResult, Tx, Writes,
+    Database, EventKey, LedgerEntry, LogEntry, SinkBatch, SinkError, SinkResult, Stored, Tx, Writes,
 };
 use crate::event::{Checked, Column, ConflictPolicy, DataType, Row};
 use crate::message::OutMessage;
@@ -228,18 +228,31 @@ async fn attempt(
     report.timings.write = t_write.elapsed();
 
     let t_verify = Instant::now();
-    let stored = match stored {
-        Some(rows) if mode == Mode::Fast => rows,
-        _ => {
-            let written = written_ids(&plan.updates, &plan.inserts);
-            if written.is_empty() {
-                HashMap::new()
-            } else {
-                step(&mut report.timings, "verify (read)", tx.read_rows(&written)).await?
+    let written = written_ids(&plan.updates, &plan.inserts);
+    match stored {
+        Stored::Compared { written: n, differ } if mode == Mode::Fast => {
+            if n != written.len() {
+                return Err(SinkError::Verification(format!(
+                    "wrote {n} rows, expected {}",
+                    written.len()
+                )));
+            }
+            if !differ.is_empty() {
+                // Say what differs: the rows as they are now, against the plan.
+                let rows = tx.read_rows(&differ).await?;
+                verify(&plan.updates, &plan.inserts, &rows, &differ)?;
+                return Err(SinkError::Verification(format!(
+                    "the database reports rows that differ from what was written: {}",
+                    differ.join(", ")
+                )));
             }
         }
-    };
-    verify(&plan.updates, &plan.inserts, &stored)?;
+        _ if !written.is_empty() => {
+            let rows = step(&mut report.timings, "verify (read)", tx.read_rows(&written)).await?;
+            verify(&plan.updates, &plan.inserts, &rows, &written)?;
+        }
+        _ => {}
+    }
     report.timings.verify = t_verify.elapsed();
 
     crate::failpoint::hit("db_before_commit");
@@ -515,13 +528,20 @@ pub(super) fn written_ids(updates: &[RowWrite], inserts: &[RowWrite]) -> Vec<Str
         .collect()
 }
 
-/// Compares the rows as the database stored them with the plan.
+/// Compares the rows as the database stored them with the plan (those of
+/// `ids`).
 pub(super) fn verify(
     updates: &[RowWrite],
     inserts: &[RowWrite],
     stored: &HashMap<String, Row>,
+    ids: &[String],
 ) -> SinkResult<()> {
-    for w in updates.iter().chain(inserts) {
+    let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    for w in updates
+        .iter()
+        .chain(inserts)
+        .filter(|w| ids.contains(w.customer_id.as_str()))
+    {
         let Some(actual) = stored.get(&w.customer_id) else {
             return Err(SinkError::Verification(format!(
                 "row {} is missing after the write",

@@ -177,8 +177,9 @@ pub async fn rollback(
     })
     .await?;
     if !updates.is_empty() {
-        let stored = tx.read_rows(&written_ids(&updates, &[])).await?;
-        verify(&updates, &[], &stored)?;
+        let ids = written_ids(&updates, &[]);
+        let stored = tx.read_rows(&ids).await?;
+        verify(&updates, &[], &stored, &ids)?;
     }
     tx.commit().await?;
     Ok(report)

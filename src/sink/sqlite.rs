@@ -160,6 +160,9 @@ impl Dialect for Sqlite {
         WHERE (?1 IS NULL OR topic = ?1) AND (?2 IS NULL OR partition_id = ?2) \
         AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR started_at >= ?4) AND (?5 IS NULL OR batch_id = ?5) \
         ORDER BY started_at DESC, batch_id LIMIT ?6";
+    const BATCH_LOG: &'static str = "SELECT event_id, customer_id, data_type, operation, before_image, \
+        after_image FROM govsync_change_log WHERE batch_id = ?1 AND outcome IN ('applied', 'flagged') \
+        ORDER BY id";
     type TableSql = Sql;
 
     fn bind<'q>(

@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 use super::plan::RowWrite;
 use super::{
     BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, RowState,
-    SinkError, SinkResult, Snapshot, Tx, Writes,
+    SinkError, SinkResult, Snapshot, Stored, Tx, Writes,
 };
 use crate::event::Row;
 use crate::message::{OutMessage, decode_headers};
@@ -59,6 +59,8 @@ where
     /// `govsync batches`: its filters and order (the one shared read whose
     /// NULL tests need a dialect's own casts).
     const BATCHES: &'static str;
+    /// A batch's logged changes (`$1`: the batch id), in offset order.
+    const BATCH_LOG: &'static str;
 
     /// The dialect's texts of the statements that name the target table.
     type TableSql: Send + Sync + std::fmt::Debug;
@@ -106,12 +108,9 @@ where
     }
     /// A batch's writes; by default one statement per kind, the rows re-read
     /// for the verification.
-    async fn write(
-        tx: &mut SqlxTx<Self>,
-        w: &Writes<'_>,
-    ) -> SinkResult<Option<HashMap<String, Row>>> {
+    async fn write(tx: &mut SqlxTx<Self>, w: &Writes<'_>) -> SinkResult<Stored> {
         super::write_each(tx, w).await?;
-        Ok(None)
+        Ok(Stored::NotCompared)
     }
     async fn write_changes(
         tx: &mut Transaction<'static, Self>,
@@ -208,11 +207,7 @@ impl SharedSql {
                 D::LOCK
             )),
             batch_status_set: t("UPDATE govsync_batch SET status = $2 WHERE batch_id = $1"),
-            batch_log_read: t(
-                "SELECT event_id, customer_id, data_type, operation, before_image, after_image \
-                 FROM govsync_change_log WHERE batch_id = $1 AND outcome IN ('applied', 'flagged') \
-                 ORDER BY id",
-            ),
+            batch_log_read: t(D::BATCH_LOG),
             batches: t(D::BATCHES),
         }
     }
@@ -338,7 +333,7 @@ where
         D::write_state(&mut self.tx, state).await
     }
 
-    async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Option<HashMap<String, Row>>> {
+    async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Stored> {
         D::write(self, w).await
     }
 
