@@ -83,7 +83,7 @@ async fn check_upgraded(db: &Arc<dyn Database>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_version_1_history_survives_the_upgrade() {
     let env = Env::new("upgrade_pg", 1).await;
-    run_only(&env.pg, &migrate::POSTGRES[..1], &migrate::POSTGRES_DEV).await;
+    run_only(&env.pg, &migrate::POSTGRES[..1], migrate::POSTGRES_DEV).await;
     let mut tx = env.pg.begin().await.unwrap();
     for (i, (e, c, dt, at, before, after)) in HISTORY.iter().enumerate() {
         sqlx::query(
@@ -152,7 +152,7 @@ async fn sqlite_version_1_history_survives_the_upgrade() {
         )
         .await
         .unwrap();
-    run_only(&pool, &migrate::SQLITE[..1], &migrate::SQLITE_DEV).await;
+    run_only(&pool, &migrate::SQLITE[..1], migrate::SQLITE_DEV).await;
     let mut tx = pool.begin().await.unwrap();
     for (i, (e, c, dt, at, before, after)) in HISTORY.iter().enumerate() {
         sqlx::query(
