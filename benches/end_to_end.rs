@@ -1,15 +1,21 @@
-//! End-to-end throughput and latency: events published to the real Kafka
-//! broker until they are committed in PostgreSQL by the pipeline (running
-//! in this process, as `govsync run` runs it), for 1, 4 and 16 partitions,
-//! next to the raw database limit (the bare set-based UPDATE) measured in
-//! the same run.
+//! End-to-end throughput and latency: events from the real Kafka broker
+//! until they are committed in PostgreSQL by the pipeline (running in this
+//! process, as `govsync run` runs it), for 1, 4 and 16 partitions, next to
+//! two references measured in the same run on a table of the same size:
+//! the raw database limit (the bare set-based UPDATE) and the full batch
+//! protocol without Kafka (4 connections).
 //!
 //! Per partition count, on a fresh schema and topic:
-//! - throughput: a backlog of BENCH_EVENTS events published as fast as the
-//!   broker takes them; events/s = events / (last commit − first publish);
-//! - latency: events published at half that rate for BENCH_LATENCY_SECS;
-//!   per event, commit time (its batch's start + duration in the ledger)
-//!   minus publish time; p50 and p99;
+//! - throughput: a backlog of BENCH_EVENTS events is published first, then
+//!   the pipeline starts; steady events/s = events / (last commit − first
+//!   commit), wall = pipeline start → last commit;
+//! - starvation: per partition, the longest wait between one batch's commit
+//!   and the start of its next (from the ledger), against the batch's own
+//!   transaction time, and the machine's busy share while the backlog ran
+//!   (/proc/stat);
+//! - latency: events published at half the steady rate for
+//!   BENCH_LATENCY_SECS; per event, commit time (its batch's start +
+//!   duration in the ledger) minus publish time; p50 and p99;
 //! - the batch sizes the pipeline chose (ledger), in both phases.
 //!
 //! Configuration: the defaults, except `flow.max_in_flight_per_region = 8`
@@ -22,18 +28,17 @@
 
 mod common;
 
+use common::publish::{Deliveries, Templates, kafka, producer, send};
+
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use govsync::demo::generate::{self, Customer};
-use govsync::event::DataType;
 use govsync::sink::Database;
-use rdkafka::ClientConfig;
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -48,27 +53,31 @@ fn main() {
     rt.block_on(run());
 }
 
-fn kafka() -> String {
-    std::env::var("GOVSYNC_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 struct Measured {
     partitions: usize,
-    events: usize,
+    /// Steady events/s: first commit → last commit.
     rate: f64,
+    /// Pipeline start → last commit.
+    wall: Duration,
     bulk_sizes: Sizes,
+    /// The longest wait between a partition's batches, and the largest
+    /// such wait over the batch's own transaction time.
+    longest_gap: Duration,
+    worst_gap_ratio: f64,
+    busy: f64,
     paced_rate: f64,
     paced_sizes: Sizes,
     p50: Duration,
     p99: Duration,
     max: Duration,
+}
+
+/// The references of the run: what the database does without Kafka.
+struct Reference {
+    raw1: f64,
+    raw4: f64,
+    protocol4: f64,
+    protocol_cpu: String,
 }
 
 async fn run() {
@@ -82,65 +91,108 @@ async fn run() {
         .collect();
     let customers = generate::customers(rows, 4, 5);
     let templates = Templates::new(&customers);
-
-    // The raw limit, on a table of the same size.
-    let (schema, pool) = common::fresh_schema("e2e_raw", 4).await;
-    let db = database(&schema).await;
-    db.migrate(true).await.unwrap();
-    seed(&pool, &customers).await;
-    let raw1 = bare_update(&pool, &customers, 1).await;
-    let raw4 = bare_update(&pool, &customers, 4).await;
-    db.close().await;
-    pool.close().await;
-    common::drop_schema(&schema).await;
-    println!(
-        "raw database limit (bare UPDATE … FROM UNNEST, batches of 1000, {rows}-row table): \
-         {raw1:.0} rows/s on 1 connection, {raw4:.0} rows/s on 4"
-    );
+    let reference = reference(&customers, rows).await;
 
     let mut results = Vec::new();
     for p in partition_counts {
         println!("{p} partition(s): {events} events ...");
         results.push(case(p, events, latency_secs, &customers, &templates).await);
     }
+    print_results(&results, &reference, events, latency_secs);
+}
 
+/// The raw limit (bare UPDATE, 1 and 4 connections) and the full protocol
+/// on 4 connections, on a table of the same size.
+async fn reference(customers: &[Customer], rows: usize) -> Reference {
+    let (schema, pool) = common::fresh_schema("e2e_raw", 4).await;
+    let db = database(&schema).await;
+    db.migrate(true).await.unwrap();
+    seed(&pool, customers).await;
+    let raw1 = bare_update(&pool, customers, 1).await;
+    let raw4 = bare_update(&pool, customers, 4).await;
+    let per = customers.len().min(40_000) / 4;
+    let groups: Vec<Vec<Customer>> = (0..4)
+        .map(|w| customers[w * per..(w + 1) * per].to_vec())
+        .collect();
+    let protocol =
+        common::run_protocol(db.clone(), common::prepare_batches(&groups, 1000, 0)).await;
+    db.close().await;
+    pool.close().await;
+    common::drop_schema(&schema).await;
+    println!(
+        "references ({rows}-row table, batches of 1000): bare UPDATE … FROM UNNEST {raw1:.0} rows/s on 1 \
+         connection, {raw4:.0} on 4; full protocol {:.0} rows/s on 4 ({})",
+        protocol.rate(),
+        protocol.cpu
+    );
+    Reference {
+        raw1,
+        raw4,
+        protocol4: protocol.rate(),
+        protocol_cpu: protocol.cpu,
+    }
+}
+
+fn print_results(results: &[Measured], r: &Reference, events: usize, latency_secs: usize) {
     println!();
     println!(
-        "end to end (publish → committed in PostgreSQL), pipeline defaults, {events}-event backlog, \
-         then {latency_secs} s at half that rate for latency"
+        "end to end (publish → committed in PostgreSQL), pipeline defaults, a backlog of {events} events, \
+         then {latency_secs} s at half the steady rate for latency"
     );
     println!(
-        "{:>10} {:>10} {:>9} {:>22} {:>9} {:>12} {:>22} {:>9} {:>9} {:>9}",
+        "{:>10} {:>9} {:>9} {:>7} {:>18} {:>7} {:>10} {:>8} {:>6} {:>10} {:>18} {:>9} {:>9} {:>9}",
         "partitions",
         "events/s",
-        "of raw4",
+        "of proto4",
+        "wall",
         "batch p50/mean/max",
         "tx ms",
+        "max gap",
+        "gap/tx",
+        "busy",
         "paced ev/s",
-        "paced batch p50/mean/max",
+        "paced p50/mean/max",
         "p50",
         "p99",
         "max"
     );
-    for r in &results {
+    for m in results {
         println!(
-            "{:>10} {:>10.0} {:>8.0}% {:>22} {:>9.0} {:>12.0} {:>22} {:>9} {:>9} {:>9}",
-            r.partitions,
-            r.rate,
-            100.0 * r.rate / raw4,
-            r.bulk_sizes.to_string(),
-            r.bulk_sizes.tx_ms,
-            r.paced_rate,
-            r.paced_sizes.to_string(),
-            common::ms(r.p50),
-            common::ms(r.p99),
-            common::ms(r.max)
+            "{:>10} {:>9.0} {:>8.0}% {:>6.1}s {:>18} {:>7.0} {:>10} {:>8.1} {:>5.0}% {:>10.0} {:>18} {:>9} {:>9} {:>9}",
+            m.partitions,
+            m.rate,
+            100.0 * m.rate / r.protocol4,
+            m.wall.as_secs_f64(),
+            m.bulk_sizes.to_string(),
+            m.bulk_sizes.tx_ms,
+            common::ms(m.longest_gap),
+            m.worst_gap_ratio,
+            100.0 * m.busy,
+            m.paced_rate,
+            m.paced_sizes.to_string(),
+            common::ms(m.p50),
+            common::ms(m.p99),
+            common::ms(m.max)
         );
     }
     println!(
-        "raw limit: {raw1:.0} rows/s (1 connection), {raw4:.0} rows/s (4 connections); \
-         events per case: {}",
-        results.first().map_or(0, |r| r.events)
+        "references: full protocol {:.0} rows/s on 4 connections ({}); bare UPDATE {:.0} rows/s on 1 \
+         connection, {:.0} on 4",
+        r.protocol4, r.protocol_cpu, r.raw1, r.raw4
+    );
+    if let (Some(four), Some(sixteen)) = (
+        results.iter().find(|m| m.partitions == 4),
+        results.iter().find(|m| m.partitions == 16),
+    ) {
+        println!(
+            "4 partitions at {:.2} of the full protocol on 4 connections; 16 partitions at {:.2} of 4",
+            four.rate / r.protocol4,
+            sixteen.rate / four.rate
+        );
+    }
+    println!(
+        "max gap: the longest a partition with a backlog waited between one batch's commit and its next \
+         batch's start; gap/tx: the largest such wait over that batch's transaction time"
     );
     println!(
         "peak RSS of the benchmark process (pipeline + producer): {:.0} MiB",
@@ -187,105 +239,6 @@ async fn bare_update(pool: &sqlx::PgPool, customers: &[Customer], connections: u
     (per * connections) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Pre-serialised events, one per customer (data types in turn), with a
-/// fixed-width slot for the event id.
-struct Templates {
-    items: Vec<(Vec<u8>, Vec<u8>, usize)>,
-}
-
-const SLOT: &str = "##########";
-
-impl Templates {
-    fn new(customers: &[Customer]) -> Templates {
-        let items = customers
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let e = generate::event(
-                    c,
-                    DataType::ALL[i % 3],
-                    &format!("e2e-{SLOT}"),
-                    generate::governed_at(10_000),
-                    false,
-                );
-                let bytes = serde_json::to_vec(&e).unwrap();
-                let at = bytes
-                    .windows(SLOT.len())
-                    .position(|w| w == SLOT.as_bytes())
-                    .unwrap();
-                (c.region.as_bytes().to_vec(), bytes, at)
-            })
-            .collect();
-        Templates { items }
-    }
-
-    /// Message `n`: customer `n % customers`, event id `e2e-<n>`.
-    fn message(&self, n: usize) -> (&[u8], Vec<u8>) {
-        let (key, bytes, at) = &self.items[n % self.items.len()];
-        let mut v = bytes.clone();
-        v[*at..*at + SLOT.len()].copy_from_slice(format!("{n:010}").as_bytes());
-        (key, v)
-    }
-}
-
-#[derive(Clone)]
-struct Deliveries(Arc<AtomicU64>);
-
-impl rdkafka::ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = r {
-            eprintln!("delivery failed: {e}");
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn producer(linger_ms: u32) -> (BaseProducer<Deliveries>, Arc<AtomicU64>) {
-    let failed = Arc::new(AtomicU64::new(0));
-    let p = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("linger.ms", linger_ms.to_string())
-        .set("batch.size", "900000")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "524288")
-        .create_with_context(Deliveries(failed.clone()))
-        .unwrap();
-    (p, failed)
-}
-
-/// Sends message `n` to partition `n % partitions` (customer `n` always
-/// lands on the same partition, so its events stay in order); returns the
-/// send time.
-fn send(
-    p: &BaseProducer<Deliveries>,
-    topic: &str,
-    t: &Templates,
-    n: usize,
-    partitions: usize,
-) -> i64 {
-    let (key, value) = t.message(n);
-    let customer = n % t.items.len();
-    let at = now_ms();
-    let mut rec = BaseRecord::to(topic)
-        .key(key)
-        .payload(&value)
-        .partition((customer % partitions) as i32)
-        .timestamp(at);
-    loop {
-        match p.send(rec) {
-            Ok(()) => return at,
-            Err((_, back)) => {
-                rec = back;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 struct Sizes {
     p50: i64,
@@ -303,16 +256,19 @@ impl std::fmt::Display for Sizes {
 
 /// A committed batch from the ledger.
 struct Batch {
+    partition: i32,
     records: i64,
     /// Its database transaction, in milliseconds.
     tx_ms: i64,
+    started: DateTime<Utc>,
     committed: DateTime<Utc>,
 }
 
 /// Batches committed since `after`, in start order.
 async fn batches(pool: &sqlx::PgPool, after: DateTime<Utc>) -> Vec<Batch> {
     sqlx::query(
-        "SELECT records, duration_ms, started_at + duration_ms * interval '1 millisecond' \
+        "SELECT partition_id, records, duration_ms, started_at, \
+         started_at + duration_ms * interval '1 millisecond' \
          FROM govsync_batch WHERE records > 0 AND started_at >= $1 ORDER BY started_at",
     )
     .bind(after)
@@ -321,9 +277,11 @@ async fn batches(pool: &sqlx::PgPool, after: DateTime<Utc>) -> Vec<Batch> {
     .unwrap()
     .iter()
     .map(|r| Batch {
-        records: r.get::<i32, _>(0) as i64,
-        tx_ms: r.get(1),
-        committed: r.get(2),
+        partition: r.get(0),
+        records: r.get::<i32, _>(1) as i64,
+        tx_ms: r.get(2),
+        started: r.get(3),
+        committed: r.get(4),
     })
     .collect()
 }
@@ -340,6 +298,46 @@ fn sizes(b: &[Batch]) -> Sizes {
         max: s[s.len() - 1],
         tx_ms: b.iter().map(|x| x.tx_ms).sum::<i64>() as f64 / b.len() as f64,
     }
+}
+
+/// Per partition, the wait between a batch's commit and the start of the
+/// partition's next batch: the longest, and the largest over the batch's
+/// own transaction time (at least 1 ms).
+fn gaps(b: &[Batch]) -> (Duration, f64) {
+    let mut by_partition: HashMap<i32, Vec<&Batch>> = HashMap::new();
+    for x in b {
+        by_partition.entry(x.partition).or_default().push(x);
+    }
+    let mut longest = Duration::ZERO;
+    let mut worst = 0.0f64;
+    for list in by_partition.values_mut() {
+        list.sort_by_key(|x| x.started);
+        for pair in list.windows(2) {
+            let gap = (pair[1].started - pair[0].committed)
+                .to_std()
+                .unwrap_or_default();
+            longest = longest.max(gap);
+            worst = worst.max(gap.as_secs_f64() * 1000.0 / pair[0].tx_ms.max(1) as f64);
+        }
+    }
+    (longest, worst)
+}
+
+/// The machine's CPU counters from /proc/stat: (busy, total) jiffies.
+fn cpu_counters() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait are the fourth and fifth.
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 async fn applied(pool: &sqlx::PgPool) -> i64 {
@@ -360,13 +358,15 @@ async fn wait_applied(pool: &sqlx::PgPool, n: i64, timeout: Duration) {
     }
 }
 
-async fn case(
-    partitions: usize,
-    events: usize,
-    latency_secs: usize,
-    customers: &[Customer],
-    t: &Templates,
-) -> Measured {
+/// One partition count's schema, topics and configuration.
+struct Setup {
+    schema: String,
+    pool: sqlx::PgPool,
+    cfg: Arc<govsync::config::Config>,
+    db: Arc<dyn Database>,
+}
+
+async fn setup(partitions: usize, customers: &[Customer]) -> Setup {
     let name = format!("e2e_p{partitions}");
     let (schema, pool) = common::fresh_schema(&name, 4).await;
     let tag = format!("bench_{name}_{}", std::process::id());
@@ -387,11 +387,10 @@ async fn case(
     let db = govsync::sink::connect(&cfg.database).await.unwrap();
     db.migrate(true).await.unwrap();
     seed(&pool, customers).await;
-    let topic = cfg.kafka.source_topic.clone();
     govsync::kafka::ensure_topics(
         &govsync::kafka::tool_config(&cfg.kafka),
         &[
-            (topic.as_str(), partitions as i32),
+            (cfg.kafka.source_topic.as_str(), partitions as i32),
             (cfg.kafka.review_topic.as_str(), 1),
             (cfg.kafka.dlq_topic.as_str(), 1),
         ],
@@ -399,29 +398,29 @@ async fn case(
     )
     .await
     .expect("Kafka reachable (scripts/services up)");
-
-    let shutdown = CancellationToken::new();
-    let progress = Arc::new(govsync::pipeline::Progress::default());
-    let pipeline = tokio::spawn(govsync::pipeline::run(
-        cfg.clone(),
-        db.clone(),
-        shutdown.clone(),
-        progress.clone(),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while progress.assigned.load(Ordering::Relaxed) < partitions {
-        assert!(Instant::now() < deadline, "partitions not assigned");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    Setup {
+        schema,
+        pool,
+        cfg,
+        db,
     }
+}
 
-    // Throughput: a backlog published as fast as the broker takes it.
-    let started_at = Utc::now();
-    let started = Instant::now();
+async fn case(
+    partitions: usize,
+    events: usize,
+    latency_secs: usize,
+    customers: &[Customer],
+    t: &Templates,
+) -> Measured {
+    let s = setup(partitions, customers).await;
+    let topic = s.cfg.kafka.source_topic.clone();
+
+    // The backlog, published before the pipeline starts.
     let (p, failed) = producer(20);
-    let topic2 = topic.clone();
     let p = tokio::task::block_in_place(|| {
         for n in 0..events {
-            send(&p, &topic2, t, n, partitions);
+            send(&p, &topic, t, n, partitions);
             if n % 5000 == 0 {
                 p.poll(Duration::ZERO);
             }
@@ -430,18 +429,76 @@ async fn case(
         p
     });
     assert_eq!(failed.load(Ordering::Relaxed), 0);
-    wait_applied(&pool, events as i64, Duration::from_secs(600)).await;
-    let bulk = batches(&pool, started_at).await;
-    let last_commit = bulk.iter().map(|b| b.committed).max().unwrap();
-    let secs = ((last_commit - started_at).num_microseconds().unwrap() as f64 / 1e6)
-        .max(started.elapsed().as_secs_f64() - 0.05);
-    let rate = events as f64 / secs;
-    let bulk_sizes = sizes(&bulk);
 
-    // Latency: half that rate, paced every 10 ms.
-    let target = (rate / 2.0).max(100.0);
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let cpu_before = cpu_counters();
+    let shutdown = CancellationToken::new();
+    let progress = Arc::new(govsync::pipeline::Progress::default());
+    let pipeline = tokio::spawn(govsync::pipeline::run(
+        s.cfg.clone(),
+        s.db.clone(),
+        shutdown.clone(),
+        progress.clone(),
+    ));
+    wait_applied(&s.pool, events as i64, Duration::from_secs(600)).await;
+    let cpu_after = cpu_counters();
+    let bulk = batches(&s.pool, started_at).await;
+    let first = bulk.iter().map(|b| b.started).min().unwrap();
+    let last = bulk.iter().map(|b| b.committed).max().unwrap();
+    let steady = (last - first).num_microseconds().unwrap() as f64 / 1e6;
+    let wall = (last - started_at).to_std().unwrap_or(started.elapsed());
+    let (longest_gap, worst_gap_ratio) = gaps(&bulk);
+    let busy = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
+
+    let rate = events as f64 / steady.max(1e-3);
+    let paced = paced(&s, &p, t, partitions, events, rate / 2.0, latency_secs).await;
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
+    s.db.close().await;
+    s.pool.close().await;
+    delete_topics(&s.cfg.kafka).await;
+    common::drop_schema(&s.schema).await;
+    Measured {
+        partitions,
+        rate,
+        wall,
+        bulk_sizes: sizes(&bulk),
+        longest_gap,
+        worst_gap_ratio,
+        busy,
+        paced_rate: paced.rate,
+        paced_sizes: paced.sizes,
+        p50: common::percentile(&paced.latencies, 50.0),
+        p99: common::percentile(&paced.latencies, 99.0),
+        max: paced.latencies.last().copied().unwrap_or_default(),
+    }
+}
+
+/// What the paced phase measured.
+struct Paced {
+    rate: f64,
+    sizes: Sizes,
+    /// Publish → commit per event, sorted.
+    latencies: Vec<Duration>,
+}
+
+/// Events at `target` per second for `secs`, paced every 10 ms, after the
+/// `events` of the backlog; each one's publish → commit time.
+async fn paced(
+    s: &Setup,
+    p: &BaseProducer<Deliveries>,
+    t: &Templates,
+    partitions: usize,
+    events: usize,
+    target: f64,
+    secs: usize,
+) -> Paced {
+    let topic = &s.cfg.kafka.source_topic;
+    let target = target.max(100.0);
     let paced_from = Utc::now();
-    let total = (target * latency_secs as f64) as usize;
+    let total = (target * secs as f64) as usize;
     let mut sent_at: HashMap<usize, i64> = HashMap::with_capacity(total);
     let begin = Instant::now();
     let mut next = events;
@@ -449,7 +506,7 @@ async fn case(
     while next < end {
         let due = events + (begin.elapsed().as_secs_f64() * target) as usize;
         while next < due.min(end) {
-            sent_at.insert(next, send(&p, &topic, t, next, partitions));
+            sent_at.insert(next, send(p, topic, t, next, partitions));
             next += 1;
         }
         p.poll(Duration::ZERO);
@@ -457,19 +514,18 @@ async fn case(
     }
     tokio::task::block_in_place(|| p.flush(Duration::from_secs(60)).unwrap());
     let paced_secs = begin.elapsed().as_secs_f64();
-    wait_applied(&pool, end as i64, Duration::from_secs(600)).await;
-    let paced = batches(&pool, paced_from).await;
-    let paced_sizes = sizes(&paced);
+    wait_applied(&s.pool, end as i64, Duration::from_secs(600)).await;
+    let batches = batches(&s.pool, paced_from).await;
     let rows = sqlx::query(
         "SELECT c.event_id, b.started_at + b.duration_ms * interval '1 millisecond' \
          FROM govsync_change_log c JOIN govsync_batch b ON b.batch_id = c.batch_id \
          WHERE b.started_at >= $1",
     )
     .bind(paced_from)
-    .fetch_all(&pool)
+    .fetch_all(&s.pool)
     .await
     .unwrap();
-    let mut lat: Vec<Duration> = rows
+    let mut latencies: Vec<Duration> = rows
         .iter()
         .filter_map(|r| {
             let id: String = r.get(0);
@@ -481,29 +537,16 @@ async fn case(
             ))
         })
         .collect();
-    lat.sort();
+    latencies.sort();
     assert!(
-        lat.len() >= total * 9 / 10,
+        latencies.len() >= total * 9 / 10,
         "latencies for most paced events: {} of {total}",
-        lat.len()
+        latencies.len()
     );
-
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(60), pipeline).await;
-    db.close().await;
-    pool.close().await;
-    delete_topics(&cfg.kafka).await;
-    common::drop_schema(&schema).await;
-    Measured {
-        partitions,
-        events,
-        rate,
-        bulk_sizes,
-        paced_rate: total as f64 / paced_secs,
-        paced_sizes,
-        p50: common::percentile(&lat, 50.0),
-        p99: common::percentile(&lat, 99.0),
-        max: lat.last().copied().unwrap_or_default(),
+    Paced {
+        rate: total as f64 / paced_secs,
+        sizes: sizes(&batches),
+        latencies,
     }
 }
 

@@ -10,11 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use govsync::demo::generate;
-use govsync::event::ConflictPolicy;
-use govsync::event::{DataType, RuleSet};
-use govsync::message::RawMessage;
-use govsync::sink::protocol::{self, ApplyOptions};
-use govsync::sink::{Database, PartitionKey, SinkBatch, SinkRecord};
+use govsync::sink::Database;
 
 struct Case {
     name: &'static str,
@@ -114,6 +110,34 @@ async fn run() {
             bare.rate()
         );
     }
+    let history = common::env_usize("BENCH_HISTORY", 5_000_000);
+    if history > 0 {
+        let mut rates = Vec::new();
+        for with_history in [false, true] {
+            if with_history {
+                println!("filling the change log with {history} rows of history ...");
+                fill_history(&pool, history).await;
+            }
+            let groups = split(&customers, &mut next_customer, batches * batch, 1);
+            let prepared = common::prepare_batches(&groups, batch, 90 + with_history as i32);
+            let run = common::run_protocol(db.clone(), prepared).await;
+            rates.push(run.rate());
+            println!(
+                "full protocol, 1 connection, change log {}: {:.0} rows/s, {}",
+                if with_history {
+                    format!("holding {history} rows")
+                } else {
+                    "as the cases above left it".into()
+                },
+                run.rate(),
+                run.cpu
+            );
+        }
+        println!(
+            "with {history} rows of history the full protocol runs at {:.2} of its rate without",
+            rates[1] / rates[0]
+        );
+    }
     println!(
         "peak RSS of the benchmark process: {:.0} MiB",
         common::peak_rss_mib()
@@ -121,6 +145,54 @@ async fn run() {
     db.close().await;
     pool.close().await;
     common::drop_schema(&schema).await;
+}
+
+/// `n` change-log rows as 20 days of running leave them: governed and
+/// logged over the past 20 days, in the daily partitions those days had
+/// (created here as the processor created them then), and a row state for
+/// every customer they touched.
+async fn fill_history(pool: &sqlx::PgPool, n: usize) {
+    for day in 1..=20 {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DO $$ DECLARE d date := (now() AT TIME ZONE 'UTC')::date - {day}; BEGIN \
+             EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF govsync_change_log \
+             FOR VALUES FROM (%L) TO (%L)', 'govsync_change_log_' || to_char(d, 'YYYYMMDD'), \
+             d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC'); END $$"
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    for start in (0..n).step_by(500_000) {
+        let end = (start + 500_000).min(n);
+        sqlx::query(
+            "INSERT INTO govsync_change_log (batch_id, event_id, customer_id, data_type, operation, outcome, \
+             governed_at, before_image, after_image, source_partition, source_offset, logged_at) \
+             SELECT 'history:' || (g / 1000), 'history-' || g, 'CUST_H' || (g % 200000), 'address', 'update', \
+             'applied', t, '{\"address\":\"江苏省南京市玄武区中山路123\"}', \
+             '{\"address\":\"江苏省南京市玄武区中山路123号\"}', 0, g, t \
+             FROM generate_series($1::int8, $2::int8) AS g, \
+             LATERAL (SELECT now() - interval '20 days' + (g::float8 / $3) * interval '20 days' AS t) AS x",
+        )
+        .bind(start as i64)
+        .bind(end as i64 - 1)
+        .bind(n as f64)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO govsync_row_state (customer_id, address_governed_at) \
+         SELECT 'CUST_H' || g, now() - interval '1 day' FROM generate_series(0, 199999) AS g \
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE govsync_change_log")
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 /// The next `n` customers, split into `k` disjoint groups (one per worker).
@@ -179,126 +251,38 @@ async fn full_protocol(
     batch: usize,
     connections: usize,
 ) -> Case {
-    let rules = RuleSet::default();
-    let opts = ApplyOptions {
-        review_topic: "bench.review".into(),
-        dlq_topic: "bench.dlq".into(),
-        policies: DataType::ALL
-            .into_iter()
-            .map(|d| (d, ConflictPolicy::Review))
-            .collect(),
-        max_poison_fraction: 0.1,
-    };
-    // Build every batch before the clock starts: decoding is not the database.
-    let mut prepared = Vec::new();
-    for (w, g) in groups.iter().enumerate() {
-        let partition = (connections * 10 + w) as i32;
-        let mut batches = Vec::new();
-        let mut offset = 0i64;
-        for chunk in g.chunks(batch) {
-            let records: Vec<SinkRecord> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let e = generate::event(
-                        c,
-                        DataType::Address,
-                        &format!("b{partition}-{offset}-{i}"),
-                        generate::governed_at(i),
-                        false,
-                    );
-                    let value = serde_json::to_vec(&e).unwrap();
-                    let checked =
-                        govsync::event::decode_and_check(&value, 1 << 20, &rules).unwrap();
-                    SinkRecord {
-                        raw: Arc::new(RawMessage {
-                            topic: "bench".into(),
-                            partition,
-                            offset: offset + i as i64,
-                            key: None,
-                            value: Some(value),
-                            headers: vec![],
-                            timestamp_ms: None,
-                        }),
-                        checked,
-                    }
-                })
-                .collect();
-            let n = records.len() as i64;
-            batches.push(SinkBatch {
-                batch_id: format!("bench:{partition}:{offset}"),
-                key: PartitionKey {
-                    group: "bench".into(),
-                    topic: "bench".into(),
-                    partition,
-                },
-                expected_watermark: offset,
-                first_offset: offset,
-                last_offset: offset + n - 1,
-                records,
-                rejected: vec![],
-                prune_outbox_upto: None,
-                attempt: 1,
-            });
-            offset += n;
-        }
-        prepared.push(batches);
-    }
-    let started = Instant::now();
-    let cpu = common::Cpu::now();
-    let mut tasks = Vec::new();
-    for batches in prepared {
-        let db = db.clone();
-        let opts = opts.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut rows = 0;
-            let mut steps: Vec<(&'static str, Duration)> = Vec::new();
-            let mut total = Duration::ZERO;
-            for b in batches {
-                let t = Instant::now();
-                let r = protocol::apply(db.as_ref(), &b, &opts).await.unwrap();
-                assert_eq!(
-                    r.counts.get(&govsync::sink::Outcome::Applied),
-                    Some(&b.records.len()),
-                    "every record applied"
-                );
-                lat.push(t.elapsed());
-                rows += b.records.len();
-                total += r.timings.total;
-                for (name, d) in &r.timings.steps {
-                    match steps.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, acc)) => *acc += *d,
-                        None => steps.push((name, *d)),
-                    }
-                }
-            }
-            let n = lat.len().max(1) as u32;
-            let in_steps: Duration = steps.iter().map(|(_, d)| *d).sum();
-            let mut line: Vec<String> = steps
-                .iter()
-                .map(|(name, d)| format!("{name} {}", common::ms(*d / n)))
-                .collect();
-            line.push(format!(
-                "planning and the rest {}",
-                common::ms(total.saturating_sub(in_steps) / n)
-            ));
-            println!(
-                "  per batch ({}): {}",
-                common::ms(total / n),
-                line.join(", ")
-            );
-            (rows, lat)
-        }));
-    }
-    collect(
-        "full protocol (lock, log, write, verify)",
+    let prepared = common::prepare_batches(&groups, batch, (connections * 10) as i32);
+    let run = common::run_protocol(db, prepared).await;
+    let n = run.batches.max(1) as u32;
+    let in_steps: Duration = run.steps.iter().map(|(_, d)| *d).sum();
+    let mut line: Vec<String> = run
+        .steps
+        .iter()
+        .map(|(name, d)| format!("{name} {}", common::ms(*d / n)))
+        .collect();
+    line.push(format!(
+        "planning and the rest {}",
+        common::ms(run.total.saturating_sub(in_steps) / n)
+    ));
+    println!(
+        "  per batch ({}): {}",
+        common::ms(run.total / n),
+        line.join(", ")
+    );
+    let case = Case {
+        name: "full protocol (lock, log, write, verify)",
         connections,
-        started,
-        cpu,
-        tasks,
-    )
-    .await
+        rows: run.rows,
+        elapsed: run.elapsed,
+        latencies: run.latencies,
+        cpu: run.cpu,
+    };
+    println!(
+        "{} with {connections} connection(s): {:.0} rows/s",
+        case.name,
+        case.rate()
+    );
+    case
 }
 
 async fn collect(
