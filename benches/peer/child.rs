@@ -15,7 +15,6 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Child {
-    what: String,
     process: std::process::Child,
     log: PathBuf,
     /// `<work>/running/<pid>`, removed once the process is gone.
@@ -55,7 +54,6 @@ impl Child {
         let marker = running.join(process.id().to_string());
         std::fs::write(&marker, what).unwrap();
         Child {
-            what: what.to_string(),
             process,
             log: log.to_path_buf(),
             marker,
@@ -69,18 +67,6 @@ impl Child {
     /// The exit status if the process has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.process.try_wait().ok().flatten()
-    }
-
-    /// Panics with the log's tail if the process has ended.
-    pub fn assert_running(&mut self) {
-        if let Some(status) = self.exited() {
-            panic!(
-                "{} exited ({status}) before the run finished; last lines of {}:\n{}",
-                self.what,
-                self.log.display(),
-                self.log_tail(40)
-            );
-        }
     }
 
     /// Peak resident set size (VmHWM) so far, in MiB.

@@ -18,7 +18,7 @@
 //! Run it with scripts/bench-peer, which starts the services, builds
 //! govsync, fetches Connect and the Debezium plugin, and runs
 //! `cargo bench --bench peer` (env: PEER_EVENTS, PEER_PAIRS, PEER_DEBEZIUM
-//! = jdbc-batch | unnest | both, PEER_CONNECT_HEAP, PEER_RUN_TIMEOUT_SECS).
+//! = jdbc-batch | unnest | both, PEER_CONNECT_HEAP, PEER_STALL_SECS, PEER_RUN_TIMEOUT_SECS).
 
 #[path = "../common.rs"]
 mod common;
@@ -149,11 +149,15 @@ async fn one_run(setup: &Setup, customers: &[Customer], system: System, round: u
             (child, started, format!("connect-{}", names.tag))
         }
     };
+    let stall = Duration::from_secs(setup.stall_secs);
     let timeout = Duration::from_secs(setup.timeout_secs);
-    let changes = table::wait_changed(&pool, customers.len(), &mut child, timeout).await;
+    let waited = table::wait_changed(&pool, customers.len(), &mut child, stall, timeout).await;
     let peak_rss_mib = child.peak_rss_mib();
     child.stop(Duration::from_secs(20));
-    let verified = table::verified(&pool, customers).await;
+    let verified = match waited {
+        Ok(_) => table::verified(&pool, customers).await,
+        Err(_) => 0,
+    };
     pool.close().await;
     common::drop_schema(&schema).await;
     let topics = [
@@ -162,6 +166,7 @@ async fn one_run(setup: &Setup, customers: &[Customer], system: System, round: u
         names.dlq.as_str(),
     ];
     backlog::remove(&kafka, &topics, &group).await;
+    let changes = waited.unwrap_or_else(|e| panic!("{}: {e}", system.label()));
     assert_eq!(
         verified,
         customers.len() as i64,

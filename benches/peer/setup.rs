@@ -99,6 +99,8 @@ pub struct Setup {
     pub connect: PathBuf,
     /// Per-run configs and logs; `running/` lists live processes.
     pub work: PathBuf,
+    /// A run fails when no row changed for this long.
+    pub stall_secs: u64,
     /// Longest a run may take once its process started.
     pub timeout_secs: u64,
 }
@@ -125,6 +127,7 @@ impl Setup {
             govsync_bin: path("PEER_GOVSYNC_BIN", root.join("target/release/govsync")),
             connect: path("PEER_CONNECT_DIR", root.join(".services/connect")),
             work: path("PEER_WORK_DIR", root.join(".services/peer")),
+            stall_secs: common::env_usize("PEER_STALL_SECS", 300) as u64,
             timeout_secs: common::env_usize("PEER_RUN_TIMEOUT_SECS", 1800) as u64,
         }
     }

@@ -55,38 +55,49 @@ pub struct Changes {
     pub last: Option<DateTime<Utc>>,
 }
 
-pub async fn changes(pool: &PgPool) -> Changes {
+pub async fn changes(pool: &PgPool) -> Result<Changes, sqlx::Error> {
     let (rows, first, last) = sqlx::query_as(
         "SELECT count(peer_changed_at), min(peer_changed_at), max(peer_changed_at) FROM customer_profile",
     )
     .fetch_one(pool)
-    .await
-    .unwrap();
-    Changes { rows, first, last }
+    .await?;
+    Ok(Changes { rows, first, last })
 }
 
 /// Polls once a second (a scan of the table: the same cost on both sides)
-/// until `n` rows have changed; panics if `child` exits or `timeout` passes.
+/// until `n` rows have changed. Gives up, with the log's tail, if `child`
+/// exits, no row changes for `stall` (a Debezium task that lost its
+/// database stops for good while the worker lives on), or `timeout` passes.
 pub async fn wait_changed(
     pool: &PgPool,
     n: usize,
     child: &mut Child,
+    stall: Duration,
     timeout: Duration,
-) -> Changes {
-    let deadline = Instant::now() + timeout;
+) -> Result<Changes, String> {
+    let started = Instant::now();
+    let (mut seen, mut progressed) = (-1, started);
     loop {
-        let c = changes(pool).await;
-        if c.rows >= n as i64 {
-            return c;
+        // A failed poll (the database restarting) counts as no progress.
+        match changes(pool).await {
+            Ok(c) if c.rows >= n as i64 => return Ok(c),
+            Ok(c) if c.rows > seen => (seen, progressed) = (c.rows, Instant::now()),
+            _ => {}
         }
-        child.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} rows changed within {timeout:?}; last lines of the log:\n{}",
-            c.rows,
+        let why = if let Some(status) = child.exited() {
+            format!("exited ({status})")
+        } else if progressed.elapsed() > stall {
+            format!("changed no row for {stall:?}")
+        } else if started.elapsed() > timeout {
+            format!("did not finish within {timeout:?}")
+        } else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        return Err(format!(
+            "{why} after changing {seen} of {n} rows; last lines of its log:\n{}",
             child.log_tail(40)
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        ));
     }
 }
 
