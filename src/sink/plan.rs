@@ -8,7 +8,9 @@
 //! customer, so the set-based SQL never touches a key twice (no "ON CONFLICT
 //! cannot affect row a second time", no ORA-30926).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use chrono::{DateTime, Utc};
 
@@ -82,31 +84,42 @@ impl Outcome {
     }
 }
 
-/// State read inside the transaction, under lock.
+/// State read inside the transaction, under lock. (The maps hash with
+/// foldhash: a batch looks every key up several times, and the keys come
+/// from the governance engine, not from strangers.)
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub rows: HashMap<String, Row>,
     /// Event ids already in the change log.
     pub seen: HashSet<String>,
-    /// Latest governed_at of a written result per (customer, data type).
-    pub last_governed: HashMap<(String, DataType), DateTime<Utc>>,
+    /// Latest governed_at of a written result per customer, by
+    /// [`DataType::index`].
+    pub governed: HashMap<String, [Option<DateTime<Utc>>; 3]>,
 }
 
 impl Snapshot {
-    pub fn new(rows: HashMap<String, Row>, seen: HashSet<String>, states: Vec<RowState>) -> Self {
-        let mut last_governed = HashMap::new();
-        for st in states {
-            for dt in DataType::ALL {
-                if let Some(t) = st.governed_at[dt.index()] {
-                    last_governed.insert((st.customer_id.clone(), dt), t);
-                }
-            }
-        }
+    pub fn new(
+        rows: impl IntoIterator<Item = (String, Row)>,
+        seen: impl IntoIterator<Item = String>,
+        states: Vec<RowState>,
+    ) -> Self {
         Snapshot {
-            rows,
-            seen,
-            last_governed,
+            rows: rows.into_iter().collect(),
+            seen: seen.into_iter().collect(),
+            governed: states
+                .into_iter()
+                .map(|s| (s.customer_id, s.governed_at))
+                .collect(),
         }
+    }
+
+    /// When the last written result of `dt` for `customer` was governed.
+    pub fn last_governed(&self, customer: &str, dt: DataType) -> Option<DateTime<Utc>> {
+        self.governed.get(customer).and_then(|g| g[dt.index()])
+    }
+
+    pub fn set_last_governed(&mut self, customer: &str, dt: DataType, at: DateTime<Utc>) {
+        self.governed.entry(customer.to_string()).or_default()[dt.index()] = Some(at);
     }
 }
 
@@ -205,12 +218,12 @@ pub fn plan(
             )));
             continue;
         }
-        let last = last_gov.get(&(cust, c.data_type)).or_else(|| {
-            snap.last_governed
-                .get(&(c.customer_id.clone(), c.data_type))
-        });
+        let last = last_gov
+            .get(&(cust, c.data_type))
+            .copied()
+            .or_else(|| snap.last_governed(cust, c.data_type));
         if let Some(last) = last
-            && c.governed_at < *last
+            && c.governed_at < last
         {
             decisions.push(Some(Decision::bare(
                 Outcome::Stale,
@@ -218,7 +231,7 @@ pub fn plan(
                 vec![format!(
                     "a newer {} result (governed at {}) was already applied",
                     c.data_type,
-                    crate::output::rfc3339(*last)
+                    crate::output::rfc3339(last)
                 )],
             )));
             continue;
@@ -335,8 +348,8 @@ pub fn plan(
         for dt in DataType::ALL {
             st.governed_at[dt.index()] = last_gov
                 .get(&(*cust, dt))
-                .or_else(|| snap.last_governed.get(&(cust.to_string(), dt)))
-                .copied();
+                .copied()
+                .or_else(|| snap.last_governed(cust, dt));
         }
         plan.state.push(st);
     }
@@ -528,10 +541,7 @@ mod tests {
     fn stale_and_duplicate() {
         let mut snap = snap_with("old", "2024-01-10 14:30:00");
         snap.seen.insert("seen".into());
-        snap.last_governed.insert(
-            ("C1".into(), DataType::Address),
-            t("2024-01-15T12:00:00+08:00"),
-        );
+        snap.set_last_governed("C1", DataType::Address, t("2024-01-15T12:00:00+08:00"));
         let dup = checked("seen", "C1", GOV, "2024-01-15T13:00:00+08:00");
         let stale = checked("e2", "C1", GOV, "2024-01-15T11:00:00+08:00");
         let fresh = checked("e3", "C1", GOV, "2024-01-15T13:00:00+08:00");
@@ -558,10 +568,7 @@ mod tests {
     #[test]
     fn a_phone_result_never_makes_an_address_result_stale() {
         let mut snap = snap_with("old", "2024-01-10 14:30:00");
-        snap.last_governed.insert(
-            ("C1".into(), DataType::Phone),
-            t("2024-01-16T00:00:00+08:00"),
-        );
+        snap.set_last_governed("C1", DataType::Phone, t("2024-01-16T00:00:00+08:00"));
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
         let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review);
         assert_eq!(p.decisions[0].as_ref().unwrap().outcome, Outcome::Applied);
