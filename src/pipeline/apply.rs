@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Progress;
 use super::committer::{CommitError, Committer};
 use super::consumer::Incoming;
 use super::flow::Limits;
+use super::partition::KafkaOutcome;
 use super::retry::{RetryState, Step};
 use crate::config::Config;
 use crate::event::DataType;
@@ -36,17 +37,43 @@ pub struct BatchCtx {
 
 /// What a batch task tells the main loop.
 pub enum Completion {
+    /// The batch's database transaction committed; its Kafka commit follows.
+    DbCommitted(DbCommitted),
+    /// The batch ended: committed in Kafka (or not), or abandoned.
     Done {
         partition: i32,
+        /// Records of the batch (they left memory now).
         size: usize,
-        was_full: bool,
-        /// The upper size bound of the batch's data type: the target does
-        /// not grow past what a batch may hold.
-        ceiling: usize,
         result: BatchResult,
     },
     /// The partition's batch ran out of retries (`true`) or recovered.
     Stalled { partition: i32, stalled: bool },
+}
+
+/// A batch's transaction committed.
+pub struct DbCommitted {
+    pub partition: i32,
+    pub size: usize,
+    pub was_full: bool,
+    /// The upper size bound of the batch's data type: the target does not
+    /// grow past what a batch may hold.
+    pub ceiling: usize,
+    /// Failed attempts before it committed.
+    pub failures: u32,
+    /// Its transaction's duration (the batch-size controller's input).
+    pub latency: Duration,
+    pub watermark_after: i64,
+}
+
+/// How a batch fits among its partition's others (see partition.rs).
+pub struct Stage {
+    /// The previous batch's Kafka outcome: this batch's Kafka commit waits
+    /// for it, and is skipped when it failed.
+    pub previous: Option<KafkaOutcome>,
+    /// Where this batch's Kafka outcome goes, for the next batch.
+    pub outcome: oneshot::Sender<bool>,
+    pub was_full: bool,
+    pub ceiling: usize,
 }
 
 pub enum BatchResult {
@@ -79,7 +106,7 @@ pub fn build(
     cfg: &Config,
     key: PartitionKey,
     items: Vec<Incoming>,
-    kafka_confirmed: i64,
+    expected_watermark: i64,
     db_watermark: i64,
     prune_outbox_upto: Option<i64>,
 ) -> Prepared {
@@ -116,7 +143,7 @@ pub fn build(
         batch: SinkBatch {
             batch_id,
             key,
-            expected_watermark: kafka_confirmed,
+            expected_watermark,
             first_offset: first,
             last_offset: last,
             records,
@@ -129,12 +156,13 @@ pub fn build(
 }
 
 /// One batch: rate limits, the database transaction with retries, then the
-/// Kafka commit.
+/// Kafka commit, after the previous batch's.
 pub async fn run_batch(
     ctx: &BatchCtx,
     mut batch: SinkBatch,
     rejected: Vec<RejectedMeta>,
     cancel: CancellationToken,
+    stage: Stage,
 ) -> BatchResult {
     let p = batch.key.partition;
     if ctx.limits.enabled() {
@@ -155,12 +183,34 @@ pub async fn run_batch(
     let Some(report) = apply_with_retries(ctx, &mut batch, &mut retry, &cancel).await else {
         return BatchResult::Abandoned;
     };
-    let mut outputs: Vec<OutMessage> = report.foreign_outputs.clone();
-    outputs.extend(report.outputs.iter().cloned());
-    let kafka = ctx
-        .committer
-        .commit(p, report.watermark_after, outputs)
-        .await;
+    let _ = ctx.completions.send(Completion::DbCommitted(DbCommitted {
+        partition: p,
+        size: batch.records.len() + rejected.len(),
+        was_full: stage.was_full,
+        ceiling: stage.ceiling,
+        failures: retry.failures(),
+        latency: report.timings.total,
+        watermark_after: report.watermark_after,
+    }));
+    let previous_ok = match stage.previous {
+        Some(previous) => previous.await.unwrap_or(false),
+        None => true,
+    };
+    let kafka = if previous_ok {
+        let mut outputs: Vec<OutMessage> = report.foreign_outputs.clone();
+        outputs.extend(report.outputs.iter().cloned());
+        ctx.committer
+            .commit(p, report.watermark_after, outputs)
+            .await
+    } else {
+        // Committing these offsets would pass the earlier batch's side
+        // outputs, which did not reach Kafka: both are republished from the
+        // outbox by the partition's next batch.
+        Err(CommitError::Failed(
+            "an earlier batch's Kafka commit failed; republishing from the outbox".into(),
+        ))
+    };
+    let _ = stage.outcome.send(kafka.is_ok());
     if kafka.is_ok() {
         metrics::last_commit_now();
     }

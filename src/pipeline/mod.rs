@@ -60,6 +60,7 @@ pub mod committer;
 pub mod consumer;
 pub mod flow;
 pub mod memory;
+pub mod partition;
 pub mod partitions;
 pub mod retry;
 

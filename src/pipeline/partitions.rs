@@ -2,9 +2,10 @@
 //! their batches.
 //!
 //! A partition's life: assigned (fresh state, full credit) → batches cut
-//! from its buffer, at most one in flight → revoked (it takes no more
-//! messages and starts no batch; it is given up once its in-flight batch
-//! completed) → removed. Independently of that, the consumer hands it at
+//! from its buffer, one transaction at a time, the previous batch's Kafka
+//! commit overlapping the next transaction (partition.rs) → revoked (it
+//! takes no more messages and starts no batch; it is given up once nothing
+//! of it is in flight) → removed. Independently of that, the consumer hands it at
 //! most `flow.max_buffered_per_partition` records beyond what completed
 //! batches released (its credit, see `consumer.rs`): a partition that holds
 //! its bound, or whose batch is stalled, is simply not read for a while.
@@ -21,104 +22,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Progress;
-use super::apply::{self, BatchCtx, BatchResult, Committed, Completion};
-use super::batcher::{Aimd, Buffer, Sizing};
-use super::consumer::{AssignedPartition, Credit, FromConsumer, Incoming, ToConsumer};
+use super::apply::{self, BatchCtx, BatchResult, Committed, Completion, DbCommitted};
+use super::batcher::Sizing;
+use super::consumer::{AssignedPartition, FromConsumer, Incoming, ToConsumer};
+use super::partition::{InFlight, Partition};
 use crate::config::Config;
 use crate::sink::PartitionKey;
 use crate::telemetry::metrics;
 
 /// Entries [`Progress::batch_log`] keeps.
 pub const BATCH_LOG_MAX: usize = 100_000;
-
-/// A batch in flight (its database or Kafka stage).
-struct InFlight {
-    /// Its records. They count towards `max_buffered_per_partition` with
-    /// the buffer: what bounds memory is every record the partition holds,
-    /// not only those still waiting.
-    records: usize,
-    /// Cancels (abandons) it at its next retry wait.
-    cancel: CancellationToken,
-    /// Its regions (released from the per-region cap when it completes).
-    regions: Vec<String>,
-}
-
-/// Where a partition is in its life.
-enum Phase {
-    /// No batch in flight: the next one may start.
-    Idle,
-    Busy(InFlight),
-    /// Revoked: takes no messages and starts no batch; given up once its
-    /// in-flight batch (if any) completed.
-    Revoking(Option<InFlight>),
-}
-
-/// How far the partition's side outputs and offsets reached Kafka.
-struct KafkaProgress {
-    /// Offsets and side outputs confirmed in Kafka up to here.
-    confirmed: i64,
-    /// The database watermark as far as we know.
-    db_watermark: i64,
-    /// Outbox rows were published since the last prune.
-    outbox_dirty: bool,
-    /// Side outputs between `confirmed` and the watermark still need
-    /// publishing (after a failed Kafka commit, or found at assignment).
-    needs_recovery: bool,
-}
-
-struct Partition {
-    buffer: Buffer,
-    aimd: Aimd,
-    phase: Phase,
-    /// What the consumer may still hand over (shared with it).
-    credit: Arc<Credit>,
-    /// Not being read: it holds its bound, or its batch is stalled. The
-    /// metric `partition_paused` says so (kept here to update it on changes
-    /// only).
-    held_back: bool,
-    stalled: bool,
-    kafka: KafkaProgress,
-}
-
-impl Partition {
-    fn in_flight(&self) -> Option<&InFlight> {
-        match &self.phase {
-            Phase::Busy(f) | Phase::Revoking(Some(f)) => Some(f),
-            Phase::Idle | Phase::Revoking(None) => None,
-        }
-    }
-
-    fn is_revoking(&self) -> bool {
-        matches!(self.phase, Phase::Revoking(_))
-    }
-
-    /// Records the partition holds: buffered and in flight.
-    fn held(&self) -> usize {
-        self.buffer.len() + self.in_flight().map_or(0, |f| f.records)
-    }
-
-    /// Says in the metrics whether the partition is being read.
-    fn update_held_back(&mut self, partition: i32, max_buffered: usize) {
-        let held_back = self.stalled || self.held() >= max_buffered;
-        if held_back != self.held_back {
-            self.held_back = held_back;
-            metrics::paused(partition, held_back);
-        }
-    }
-
-    /// Its batch completed: frees the slot, returns the batch's regions.
-    fn complete(&mut self) -> Vec<String> {
-        let done = match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Busy(f) => Some(f),
-            Phase::Revoking(f) => {
-                self.phase = Phase::Revoking(None);
-                f
-            }
-            Phase::Idle => None,
-        };
-        done.map(|f| f.regions).unwrap_or_default()
-    }
-}
 
 /// A partition with a batch ready to start.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -181,9 +94,12 @@ impl Partitions {
         }
     }
 
-    /// Batches in flight.
+    /// Batches in flight, in either stage.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.parts
+            .values()
+            .map(|p| p.db.is_some() as usize + p.committing.len())
+            .sum()
     }
 
     pub fn report_buffered(&self) {
@@ -197,7 +113,7 @@ impl Partitions {
     pub fn shut_down(&mut self) {
         let _ = self.commands.send(ToConsumer::Shutdown);
         for p in self.parts.values() {
-            if let Some(f) = p.in_flight() {
+            if let Some(f) = &p.db {
                 f.cancel.cancel();
             }
         }
@@ -210,14 +126,10 @@ impl Partitions {
             FromConsumer::Revoked { partitions, ack } => {
                 for p in &partitions {
                     if let Some(st) = self.parts.get_mut(p) {
-                        let f = match std::mem::replace(&mut st.phase, Phase::Idle) {
-                            Phase::Busy(f) | Phase::Revoking(Some(f)) => Some(f),
-                            Phase::Idle | Phase::Revoking(None) => None,
-                        };
-                        if let Some(f) = &f {
+                        st.revoking = true;
+                        if let Some(f) = &st.db {
                             f.cancel.cancel();
                         }
-                        st.phase = Phase::Revoking(f);
                     }
                 }
                 self.revoke = Some((partitions.into_iter().collect(), ack));
@@ -240,7 +152,7 @@ impl Partitions {
         let Some(st) = self.parts.get_mut(&p) else {
             return;
         };
-        if st.is_revoking() {
+        if st.revoking {
             return;
         }
         st.buffer.push(inc);
@@ -251,20 +163,7 @@ impl Partitions {
         for a in list {
             let committed = a.committed.unwrap_or(0);
             let watermark = a.watermark.unwrap_or(0);
-            let st = Partition {
-                buffer: Buffer::default(),
-                aimd: self.sizing.controller(),
-                phase: Phase::Idle,
-                credit: a.credit,
-                held_back: false,
-                stalled: false,
-                kafka: KafkaProgress {
-                    confirmed: committed,
-                    db_watermark: watermark,
-                    outbox_dirty: true,
-                    needs_recovery: watermark > committed,
-                },
-            };
+            let st = Partition::new(self.sizing.controller(), a.credit, committed, watermark);
             if st.kafka.needs_recovery {
                 tracing::info!(
                     partition = a.partition,
@@ -287,7 +186,7 @@ impl Partitions {
         let Some((set, _)) = &self.revoke else { return };
         if set
             .iter()
-            .any(|p| self.parts.get(p).is_some_and(|s| s.in_flight().is_some()))
+            .any(|p| self.parts.get(p).is_some_and(Partition::busy))
         {
             return;
         }
@@ -319,30 +218,54 @@ impl Partitions {
                     st.update_held_back(partition, max_buffered);
                 }
             }
+            Completion::DbCommitted(d) => self.on_db_committed(d),
             Completion::Done {
                 partition,
                 size,
-                was_full,
-                ceiling,
                 result,
-            } => self.on_done(partition, size, was_full, ceiling, result),
+            } => self.on_done(partition, size, result),
         }
     }
 
-    fn on_done(
-        &mut self,
-        partition: i32,
-        size: usize,
-        was_full: bool,
-        ceiling: usize,
-        result: BatchResult,
-    ) {
+    /// A batch's transaction committed: its database slot and regions are
+    /// free, and its commit latency sizes the partition's next batch.
+    fn on_db_committed(&mut self, d: DbCommitted) {
         self.in_flight -= 1;
         metrics::in_flight(self.in_flight);
+        let Some(st) = self.parts.get_mut(&d.partition) else {
+            return;
+        };
+        for r in st.db_done() {
+            if let Some(n) = self.region_in_flight.get_mut(&r) {
+                *n -= 1;
+            }
+        }
+        st.kafka.db_watermark = st.kafka.db_watermark.max(d.watermark_after);
+        if d.failures > 0 {
+            st.aimd.on_error(d.ceiling);
+        } else if d.size > 0 {
+            st.aimd.on_commit(
+                d.latency,
+                self.cfg.batch.target_commit_latency,
+                d.was_full,
+                d.ceiling,
+            );
+        }
+        metrics::target_size(d.partition, st.aimd.target());
+    }
+
+    /// A batch ended: committed in Kafka (or not), or abandoned before its
+    /// database commit.
+    fn on_done(&mut self, partition: i32, size: usize, result: BatchResult) {
+        let db_committed = matches!(result, BatchResult::Committed(_));
+        if !db_committed {
+            self.in_flight -= 1;
+            metrics::in_flight(self.in_flight);
+        }
         let Some(st) = self.parts.get_mut(&partition) else {
             return;
         };
-        for r in st.complete() {
+        for r in st.done(db_committed) {
             if let Some(n) = self.region_in_flight.get_mut(&r) {
                 *n -= 1;
             }
@@ -350,51 +273,39 @@ impl Partitions {
         // Its records left memory: the consumer may hand over as many more.
         st.credit.release(size);
         st.update_held_back(partition, self.cfg.flow.max_buffered_per_partition);
-        if let BatchResult::Committed(c) = result {
-            let Committed {
-                report,
-                records,
-                rejected,
-                kafka,
-                failures,
-            } = *c;
-            let k = &mut st.kafka;
-            k.db_watermark = k.db_watermark.max(report.watermark_after);
-            match kafka {
-                Ok(()) => {
-                    k.confirmed = report.watermark_after;
-                    k.needs_recovery = false;
-                    k.outbox_dirty |=
-                        !report.outputs.is_empty() || !report.foreign_outputs.is_empty();
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        partition, error = %e,
-                        "the batch committed in the database but its Kafka commit failed; \
-                         its side outputs will be republished from the outbox"
-                    );
-                    k.needs_recovery = true;
-                }
+        let BatchResult::Committed(c) = result else {
+            return;
+        };
+        let Committed {
+            report,
+            records,
+            rejected,
+            kafka,
+            ..
+        } = *c;
+        let k = &mut st.kafka;
+        match kafka {
+            Ok(()) => {
+                k.confirmed = report.watermark_after;
+                k.needs_recovery = false;
+                k.outbox_dirty |= !report.outputs.is_empty() || !report.foreign_outputs.is_empty();
             }
-            if failures > 0 {
-                st.aimd.on_error(ceiling);
-            } else if size > 0 {
-                st.aimd.on_commit(
-                    report.timings.total,
-                    self.cfg.batch.target_commit_latency,
-                    was_full,
-                    ceiling,
+            Err(e) => {
+                tracing::warn!(
+                    partition, error = %e,
+                    "the batch committed in the database but its Kafka commit failed; \
+                     its side outputs will be republished from the outbox"
                 );
+                k.needs_recovery = true;
             }
-            metrics::target_size(partition, st.aimd.target());
-            if size > 0 {
-                apply::record_metrics(&report, &records, &rejected, &self.progress);
-                let mut log = self.progress.batch_log.lock().expect("progress lock");
-                if log.len() >= BATCH_LOG_MAX {
-                    log.drain(..BATCH_LOG_MAX / 2);
-                }
-                log.push((report.timings.total.as_micros() as u64, size));
+        }
+        if size > 0 {
+            apply::record_metrics(&report, &records, &rejected, &self.progress);
+            let mut log = self.progress.batch_log.lock().expect("progress lock");
+            if log.len() >= BATCH_LOG_MAX {
+                log.drain(..BATCH_LOG_MAX / 2);
             }
+            log.push((report.timings.total.as_micros() as u64, size));
         }
     }
 
@@ -405,7 +316,7 @@ impl Partitions {
         let max_wait = self.cfg.batch.max_wait;
         let mut ready: Vec<Ready> = Vec::new();
         for (p, st) in &self.parts {
-            if !matches!(st.phase, Phase::Idle) {
+            if !st.may_start() {
                 continue;
             }
             let size = self.sizing.next(&st.aimd, st.buffer.head_type()).size;
@@ -466,7 +377,7 @@ impl Partitions {
         for r in &regions {
             *self.region_in_flight.entry(r.clone()).or_default() += 1;
         }
-        st.phase = Phase::Busy(InFlight {
+        let (previous, outcome) = st.start(InFlight {
             records: n,
             cancel: cancel.clone(),
             regions,
@@ -480,27 +391,32 @@ impl Partitions {
             topic: cfg.kafka.source_topic.clone(),
             partition: p,
         };
+        let expected = st.expected_watermark();
         let k = &mut st.kafka;
         let prepared = apply::build(
             &cfg,
             key,
             items,
-            k.confirmed,
+            expected,
             k.db_watermark,
             k.outbox_dirty.then_some(k.confirmed),
         );
         k.outbox_dirty = false;
         let batch = prepared.batch;
         let ctx = self.ctx.clone();
+        let stage = apply::Stage {
+            previous,
+            outcome,
+            was_full,
+            ceiling: next.ceiling,
+        };
         let span = tracing::info_span!("batch", batch_id = %batch.batch_id, partition = p, first_offset = batch.first_offset, last_offset = batch.last_offset, records = n);
         tokio::spawn(
             async move {
-                let result = apply::run_batch(&ctx, batch, prepared.rejected, cancel).await;
+                let result = apply::run_batch(&ctx, batch, prepared.rejected, cancel, stage).await;
                 let _ = ctx.completions.send(Completion::Done {
                     partition: p,
                     size: n,
-                    was_full,
-                    ceiling: next.ceiling,
                     result,
                 });
             }
