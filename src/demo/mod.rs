@@ -104,6 +104,9 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
     wait_for_outcomes(&processor, &progress, total, &bar).await?;
     bar.finish(&progress);
     let elapsed = started.elapsed();
+    // Stopping lets the last batches finish their Kafka commits: the side
+    // outputs are all on their topics before they are counted.
+    stop_processor(&shutdown, processor).await?;
 
     let base = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -116,8 +119,6 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
     let seed_reviews = seed_review_reasons(&review);
     drop(checker);
     drop(producer);
-
-    stop_processor(&shutdown, processor).await?;
     drop(mock);
 
     let mut summary = DemoSummary {

@@ -33,6 +33,8 @@ pub struct BatchCtx {
     pub cfg: Arc<Config>,
     pub limits: Limits,
     pub completions: mpsc::UnboundedSender<Completion>,
+    /// Counts by outcome (the demo's progress, tests).
+    pub progress: Arc<Progress>,
 }
 
 /// What a batch task tells the main loop.
@@ -42,7 +44,7 @@ pub enum Completion {
     /// The batch ended: committed in Kafka (or not), or abandoned.
     Done {
         partition: i32,
-        /// Records of the batch (they left memory now).
+        /// Records of the batch (an abandoned batch's leave memory now).
         size: usize,
         result: BatchResult,
     },
@@ -53,6 +55,7 @@ pub enum Completion {
 /// A batch's transaction committed.
 pub struct DbCommitted {
     pub partition: i32,
+    /// Records of the batch: counted, and gone from memory.
     pub size: usize,
     pub was_full: bool,
     /// The upper size bound of the batch's data type: the target does not
@@ -81,12 +84,11 @@ pub enum BatchResult {
     Abandoned,
 }
 
+/// A batch whose transaction committed (its records were counted and let
+/// go then), with how its Kafka commit went.
 pub struct Committed {
     pub report: BatchReport,
-    pub records: Vec<SinkRecord>,
-    pub rejected: Vec<RejectedMeta>,
     pub kafka: Result<(), CommitError>,
-    pub failures: u32,
 }
 
 /// Labels of a record rejected before the database: (offset, data type,
@@ -183,9 +185,17 @@ pub async fn run_batch(
     let Some(report) = apply_with_retries(ctx, &mut batch, &mut retry, &cancel).await else {
         return BatchResult::Abandoned;
     };
+    // The records reached their outcomes: count them and let them go, so
+    // the partition's next batch can fill while this one commits in Kafka.
+    let size = batch.records.len() + rejected.len();
+    if size > 0 {
+        record_metrics(&report, &batch.records, &rejected, &ctx.progress);
+        ctx.progress.log_batch(report.timings.total, size);
+    }
+    drop(std::mem::take(&mut batch.records));
     let _ = ctx.completions.send(Completion::DbCommitted(DbCommitted {
         partition: p,
-        size: batch.records.len() + rejected.len(),
+        size,
         was_full: stage.was_full,
         ceiling: stage.ceiling,
         failures: retry.failures(),
@@ -226,13 +236,7 @@ pub async fn run_batch(
         total_ms = report.timings.total.as_millis() as u64,
         "batch committed"
     );
-    BatchResult::Committed(Box::new(Committed {
-        records: batch.records,
-        rejected,
-        report,
-        kafka,
-        failures: retry.failures(),
-    }))
+    BatchResult::Committed(Box::new(Committed { report, kafka }))
 }
 
 /// The database transaction, retried by error class until it commits;

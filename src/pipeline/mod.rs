@@ -120,6 +120,15 @@ impl Progress {
             .sum()
     }
 
+    /// A committed batch's transaction time and size, for summaries.
+    pub(crate) fn log_batch(&self, latency: Duration, size: usize) {
+        let mut log = self.batch_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() >= BATCH_LOG_MAX {
+            log.drain(..BATCH_LOG_MAX / 2);
+        }
+        log.push((latency.as_micros() as u64, size));
+    }
+
     pub(crate) fn add(&self, o: Outcome, n: u64) {
         let i = Outcome::ALL
             .iter()
@@ -181,6 +190,7 @@ pub async fn run(
         cfg: cfg.clone(),
         limits: Limits::new(cfg.flow.rate_per_region, cfg.flow.rate_global),
         completions: done_tx,
+        progress: progress.clone(),
     });
     let mut state = Partitions::new(cfg.clone(), ctx, commands, progress);
     let tick = (cfg.batch.max_wait / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));

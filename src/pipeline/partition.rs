@@ -122,11 +122,10 @@ impl Partition {
             }
     }
 
-    /// Records the partition holds: buffered and in flight.
+    /// Records the partition holds: buffered and in its transaction (a
+    /// batch in its Kafka stage has let its records go).
     pub fn held(&self) -> usize {
-        self.buffer.len()
-            + self.db.as_ref().map_or(0, |f| f.records)
-            + self.committing.iter().map(|f| f.records).sum::<usize>()
+        self.buffer.len() + self.db.as_ref().map_or(0, |f| f.records)
     }
 
     /// The watermark the next batch expects to find: the one the previous

@@ -241,6 +241,9 @@ impl Partitions {
             }
         }
         st.kafka.db_watermark = st.kafka.db_watermark.max(d.watermark_after);
+        // Its records left memory: the consumer may hand over as many more.
+        st.credit.release(d.size);
+        st.update_held_back(d.partition, self.cfg.flow.max_buffered_per_partition);
         if d.failures > 0 {
             st.aimd.on_error(d.ceiling);
         } else if d.size > 0 {
@@ -270,19 +273,13 @@ impl Partitions {
                 *n -= 1;
             }
         }
-        // Its records left memory: the consumer may hand over as many more.
-        st.credit.release(size);
-        st.update_held_back(partition, self.cfg.flow.max_buffered_per_partition);
         let BatchResult::Committed(c) = result else {
+            // Abandoned before its commit: its records left memory now.
+            st.credit.release(size);
+            st.update_held_back(partition, self.cfg.flow.max_buffered_per_partition);
             return;
         };
-        let Committed {
-            report,
-            records,
-            rejected,
-            kafka,
-            ..
-        } = *c;
+        let Committed { report, kafka } = *c;
         let k = &mut st.kafka;
         match kafka {
             Ok(()) => {
@@ -298,14 +295,6 @@ impl Partitions {
                 );
                 k.needs_recovery = true;
             }
-        }
-        if size > 0 {
-            apply::record_metrics(&report, &records, &rejected, &self.progress);
-            let mut log = self.progress.batch_log.lock().expect("progress lock");
-            if log.len() >= BATCH_LOG_MAX {
-                log.drain(..BATCH_LOG_MAX / 2);
-            }
-            log.push((report.timings.total.as_micros() as u64, size));
         }
     }
 
