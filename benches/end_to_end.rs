@@ -60,8 +60,8 @@ struct Measured {
     /// Pipeline start → last commit.
     wall: Duration,
     bulk_sizes: Sizes,
-    /// The longest wait between a partition's batches, and the largest
-    /// such wait over the batch's own transaction time.
+    /// The longest wait between a partition's transactions, and the
+    /// largest such wait over the batch's own transaction time.
     longest_gap: Duration,
     worst_gap_ratio: f64,
     busy: f64,
@@ -191,8 +191,9 @@ fn print_results(results: &[Measured], r: &Reference, events: usize, latency_sec
         );
     }
     println!(
-        "max gap: the longest a partition with a backlog waited between one batch's commit and its next \
-         batch's start; gap/tx: the largest such wait over that batch's transaction time"
+        "max gap: the longest a partition with a backlog waited between one transaction's commit and its \
+         next transaction's start, as the pipeline timed them; gap/tx: the largest such wait over that \
+         batch's transaction time"
     );
     println!(
         "peak RSS of the benchmark process (pipeline + producer): {:.0} MiB",
@@ -256,7 +257,6 @@ impl std::fmt::Display for Sizes {
 
 /// A committed batch from the ledger.
 struct Batch {
-    partition: i32,
     records: i64,
     /// Its database transaction, in milliseconds.
     tx_ms: i64,
@@ -267,8 +267,7 @@ struct Batch {
 /// Batches committed since `after`, in start order.
 async fn batches(pool: &sqlx::PgPool, after: DateTime<Utc>) -> Vec<Batch> {
     sqlx::query(
-        "SELECT partition_id, records, duration_ms, started_at, \
-         started_at + duration_ms * interval '1 millisecond' \
+        "SELECT records, duration_ms, started_at, started_at + duration_ms * interval '1 millisecond' \
          FROM govsync_batch WHERE records > 0 AND started_at >= $1 ORDER BY started_at",
     )
     .bind(after)
@@ -277,11 +276,10 @@ async fn batches(pool: &sqlx::PgPool, after: DateTime<Utc>) -> Vec<Batch> {
     .unwrap()
     .iter()
     .map(|r| Batch {
-        partition: r.get(0),
-        records: r.get::<i32, _>(1) as i64,
-        tx_ms: r.get(2),
-        started: r.get(3),
-        committed: r.get(4),
+        records: r.get::<i32, _>(0) as i64,
+        tx_ms: r.get(1),
+        started: r.get(2),
+        committed: r.get(3),
     })
     .collect()
 }
@@ -301,23 +299,22 @@ fn sizes(b: &[Batch]) -> Sizes {
 }
 
 /// Per partition, the wait between a batch's commit and the start of the
-/// partition's next batch: the longest, and the largest over the batch's
-/// own transaction time (at least 1 ms).
-fn gaps(b: &[Batch]) -> (Duration, f64) {
-    let mut by_partition: HashMap<i32, Vec<&Batch>> = HashMap::new();
-    for x in b {
-        by_partition.entry(x.partition).or_default().push(x);
+/// partition's next transaction (as the pipeline timed them): the longest,
+/// and the largest over the committed batch's own transaction time.
+fn gaps(log: &[govsync::pipeline::BatchTiming]) -> (Duration, f64) {
+    let mut by_partition: HashMap<i32, Vec<&govsync::pipeline::BatchTiming>> = HashMap::new();
+    for b in log {
+        by_partition.entry(b.partition).or_default().push(b);
     }
     let mut longest = Duration::ZERO;
     let mut worst = 0.0f64;
     for list in by_partition.values_mut() {
-        list.sort_by_key(|x| x.started);
+        list.sort_by_key(|b| b.began);
         for pair in list.windows(2) {
-            let gap = (pair[1].started - pair[0].committed)
-                .to_std()
-                .unwrap_or_default();
+            let gap = pair[1].began.saturating_duration_since(pair[0].committed);
             longest = longest.max(gap);
-            worst = worst.max(gap.as_secs_f64() * 1000.0 / pair[0].tx_ms.max(1) as f64);
+            let own = pair[0].latency().as_secs_f64().max(1e-3);
+            worst = worst.max(gap.as_secs_f64() / own);
         }
     }
     (longest, worst)
@@ -448,7 +445,10 @@ async fn case(
     let last = bulk.iter().map(|b| b.committed).max().unwrap();
     let steady = (last - first).num_microseconds().unwrap() as f64 / 1e6;
     let wall = (last - started_at).to_std().unwrap_or(started.elapsed());
-    let (longest_gap, worst_gap_ratio) = gaps(&bulk);
+    let (longest_gap, worst_gap_ratio) = {
+        let log = progress.batch_log.lock().unwrap();
+        gaps(&log)
+    };
     let busy = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
 
     let rate = events as f64 / steady.max(1e-3);

@@ -42,7 +42,7 @@ pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, messag
 /// Messages librdkafka prefetches per partition, in KiB: at 1 KiB per
 /// message about 2,000, what a partition consumes in a fraction of a second
 /// at full speed, so its next batch is on hand while a fetch runs.
-pub const PREFETCH_KIB: usize = 2048;
+pub const PREFETCH_KIB: usize = 16384;
 
 /// The processor's consumer: manual offsets (never auto-committed, never
 /// auto-stored), read_committed, an eager assignment strategy (govsync
@@ -68,6 +68,10 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
             (cfg.session_timeout.as_millis() / 4).max(100).to_string(),
         )
         .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
+        // When a partition's prefetch is full librdkafka waits this long
+        // before it fetches that partition again (1 s by default): with a
+        // bounded prefetch that second would starve the partition.
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.max.bytes", "8388608")
         .set("max.partition.fetch.bytes", "1048576")
         .set("statistics.interval.ms", "5000");

@@ -206,11 +206,15 @@ fn print_batches(out: &mut impl Write, progress: &Progress) -> anyhow::Result<()
         .map(|l| l.clone())
         .unwrap_or_default();
     if !log.is_empty() {
-        let mut sizes: Vec<usize> = log.iter().map(|(_, n)| *n).collect();
+        let mut sizes: Vec<usize> = log.iter().map(|b| b.records).collect();
         sizes.sort_unstable();
-        log.sort_unstable_by_key(|(us, _)| *us);
-        let pct =
-            |p: f64| log[((p / 100.0) * (log.len() - 1) as f64).round() as usize].0 as f64 / 1000.0;
+        log.sort_unstable_by_key(|b| b.latency());
+        let pct = |p: f64| {
+            log[((p / 100.0) * (log.len() - 1) as f64).round() as usize]
+                .latency()
+                .as_secs_f64()
+                * 1000.0
+        };
         writeln!(
             out,
             "batches: {} committed; sizes min {} / median {} / max {} (adaptive); commit latency p50 {:.1} ms, p99 {:.1} ms",

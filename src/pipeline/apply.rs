@@ -190,7 +190,7 @@ pub async fn run_batch(
     let size = batch.records.len() + rejected.len();
     if size > 0 {
         record_metrics(&report, &batch.records, &rejected, &ctx.progress);
-        ctx.progress.log_batch(report.timings.total, size);
+        ctx.progress.log_batch(p, report.timings.total, size);
     }
     drop(std::mem::take(&mut batch.records));
     let _ = ctx.completions.send(Completion::DbCommitted(DbCommitted {

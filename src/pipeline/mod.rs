@@ -97,10 +97,26 @@ pub struct Progress {
     pub batches: AtomicU64,
     pub assigned: AtomicUsize,
     pub stalled: AtomicUsize,
-    /// Commit latencies (µs) and sizes of committed batches, for summaries:
-    /// the latest [`BATCH_LOG_MAX`] at most (a long run must not grow it
-    /// for ever).
-    pub batch_log: Mutex<Vec<(u64, usize)>>,
+    /// Committed batches' transactions, for summaries and benchmarks: the
+    /// latest [`BATCH_LOG_MAX`] at most (a long run must not grow it for
+    /// ever).
+    pub batch_log: Mutex<Vec<BatchTiming>>,
+}
+
+/// One committed batch's transaction, as the pipeline saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchTiming {
+    pub partition: i32,
+    pub records: usize,
+    /// When its transaction began and committed.
+    pub began: std::time::Instant,
+    pub committed: std::time::Instant,
+}
+
+impl BatchTiming {
+    pub fn latency(&self) -> Duration {
+        self.committed.duration_since(self.began)
+    }
 }
 
 impl Progress {
@@ -120,13 +136,19 @@ impl Progress {
             .sum()
     }
 
-    /// A committed batch's transaction time and size, for summaries.
-    pub(crate) fn log_batch(&self, latency: Duration, size: usize) {
+    /// A batch's transaction committed just now.
+    pub(crate) fn log_batch(&self, partition: i32, latency: Duration, records: usize) {
+        let committed = std::time::Instant::now();
         let mut log = self.batch_log.lock().unwrap_or_else(|p| p.into_inner());
         if log.len() >= BATCH_LOG_MAX {
             log.drain(..BATCH_LOG_MAX / 2);
         }
-        log.push((latency.as_micros() as u64, size));
+        log.push(BatchTiming {
+            partition,
+            records,
+            began: committed.checked_sub(latency).unwrap_or(committed),
+            committed,
+        });
     }
 
     pub(crate) fn add(&self, o: Outcome, n: u64) {
