@@ -42,7 +42,7 @@ pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, messag
 /// Messages librdkafka prefetches per partition, in KiB: at 1 KiB per
 /// message about 2,000, what a partition consumes in a fraction of a second
 /// at full speed, so its next batch is on hand while a fetch runs.
-pub const PREFETCH_KIB: usize = 16384;
+pub const PREFETCH_KIB: usize = 2048;
 
 /// The processor's consumer: manual offsets (never auto-committed, never
 /// auto-stored), read_committed, an eager assignment strategy (govsync

@@ -6,6 +6,8 @@
 //! (check digits, allow-lists, dates that exist) are *not* structural and
 //! live in [`super::rules`].
 
+use serde::Deserialize;
+
 use super::model::{DataType, Event, ObjectOnly};
 
 /// Why a message could not be decoded into an [`Event`].
@@ -58,14 +60,22 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8(e.valid_up_to()))?;
     let mut de = serde_json::Deserializer::from_str(text);
     // ObjectOnly: serde's derive would also take an array, field by position.
-    match serde_path_to_error::deserialize::<_, Event>(ObjectOnly(&mut de)) {
+    match Event::deserialize(ObjectOnly(&mut de)) {
         Ok(event) => {
             // Anything but whitespace after the object: not one JSON text.
             de.end().map_err(|e| DecodeError::NotJson(e.to_string()))?;
             check_structure(&event)?;
             Ok(event)
         }
-        Err(err) => Err(classify_serde_error(text, err)),
+        // Again, tracking the path (which costs on every field): the error
+        // then names the field.
+        Err(plain) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            match serde_path_to_error::deserialize::<_, Event>(ObjectOnly(&mut de)) {
+                Err(err) => Err(classify_serde_error(text, err)),
+                Ok(_) => Err(DecodeError::schema("$", plain.to_string())),
+            }
+        }
     }
 }
 

@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientContext;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::mpsc;
@@ -113,7 +112,9 @@ impl Credit {
 }
 
 pub enum FromConsumer {
-    Message(Box<Incoming>),
+    /// Messages of one partition, in offset order (a turn's worth: one
+    /// send, not one per message).
+    Messages(Vec<Incoming>),
     Assigned(Vec<AssignedPartition>),
     /// The pipeline must finish or abandon these partitions' batches, then
     /// answer on `ack`; the consumer gives them up after that.
@@ -396,11 +397,8 @@ fn consumer_loop(
     commands: std_mpsc::Receiver<ToConsumer>,
 ) {
     let mut lanes: Vec<Lane> = Vec::new();
-    let deliver = |m: &BorrowedMessage<'_>| {
-        events
-            .blocking_send(FromConsumer::Message(Box::new(to_incoming(m, &setup))))
-            .is_ok()
-    };
+    let deliver =
+        |batch: Vec<Incoming>| events.blocking_send(FromConsumer::Messages(batch)).is_ok();
     'outer: loop {
         match commands.try_recv() {
             Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => break,
@@ -410,7 +408,7 @@ fn consumer_loop(
         // before a partition's queue was split off (older than its queue's).
         while let Some(r) = consumer.poll(Duration::ZERO) {
             match r {
-                Ok(m) if !deliver(&m) => break 'outer,
+                Ok(m) if !deliver(vec![to_incoming(&m, &setup)]) => break 'outer,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
@@ -423,14 +421,12 @@ fn consumer_loop(
         let mut delivered = 0;
         for lane in &lanes {
             let room = lane.credit.room().min(TURN);
+            let mut turn = Vec::new();
             for _ in 0..room {
                 match lane.queue.poll(Duration::ZERO) {
                     Some(Ok(m)) => {
                         lane.credit.spend();
-                        delivered += 1;
-                        if !deliver(&m) {
-                            break 'outer;
-                        }
+                        turn.push(to_incoming(&m, &setup));
                     }
                     Some(Err(e)) => {
                         tracing::warn!(partition = lane.partition, error = %e, "consumer error")
@@ -438,10 +434,14 @@ fn consumer_loop(
                     None => break,
                 }
             }
+            delivered += turn.len();
+            if !turn.is_empty() && !deliver(turn) {
+                break 'outer;
+            }
         }
         if delivered == 0 {
             match consumer.poll(IDLE_POLL) {
-                Some(Ok(m)) if !deliver(&m) => break,
+                Some(Ok(m)) if !deliver(vec![to_incoming(&m, &setup)]) => break,
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 _ => {}
             }

@@ -83,10 +83,10 @@ use crate::sink::{Database, Outcome};
 
 pub use self::partitions::BATCH_LOG_MAX;
 
-/// Messages between the consumer thread and the main loop: with the
-/// per-partition buffers and librdkafka's queue, what a backlog can put in
-/// memory.
-pub const CHANNEL: usize = 4096;
+/// Sends (of up to [`consumer::TURN`] messages of one partition) between
+/// the consumer thread and the main loop. What they hold counts against the
+/// partitions' credit, like their buffers.
+pub const CHANNEL: usize = 64;
 
 /// Live counters of a running pipeline (the demo's progress bar, tests).
 #[derive(Debug, Default)]

@@ -121,7 +121,11 @@ impl Partitions {
 
     pub fn on_event(&mut self, ev: FromConsumer) {
         match ev {
-            FromConsumer::Message(inc) => self.on_message(*inc),
+            FromConsumer::Messages(batch) => {
+                for inc in batch {
+                    self.on_message(inc);
+                }
+            }
             FromConsumer::Assigned(list) => self.on_assigned(list),
             FromConsumer::Revoked { partitions, ack } => {
                 for p in &partitions {

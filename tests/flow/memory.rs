@@ -39,13 +39,16 @@ impl Bound {
     pub fn of(cfg: &govsync::config::Config, partitions: usize, message_bytes: usize) -> Bound {
         let kafka = govsync::kafka::consumer_config(&cfg.kafka);
         let num = |k: &str| kafka.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap();
-        let held = partitions * cfg.flow.max_buffered_per_partition + govsync::pipeline::CHANNEL;
+        // The channel's messages count against the partitions' credit.
+        let held = partitions * cfg.flow.max_buffered_per_partition;
         let concurrent = partitions
             .min(cfg.flow.max_in_flight)
             .min(cfg.database.pool_size as usize);
         Bound {
             fixed: 40.0 * MIB,
-            prefetch: num("queued.max.messages.kbytes") * 1024.0 + num("fetch.max.bytes"),
+            // Per partition: each has its own queue.
+            prefetch: partitions as f64
+                * (num("queued.max.messages.kbytes") * 1024.0 + num("max.partition.fetch.bytes")),
             held: held as f64 * per_record(message_bytes),
             work: (concurrent * cfg.batch.max_size) as f64 * per_record_work(message_bytes),
         }
