@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::producer::{
+    BaseProducer, DefaultProducerContext, FutureProducer, FutureRecord, Producer,
+};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::generate::Customer;
@@ -22,24 +24,65 @@ pub(super) const REVIEW: &str = "governance.review";
 pub(super) const DLQ: &str = "governance.results.dlq";
 const PARTITIONS: i32 = 4;
 /// Messages published but not yet consumed. The mock broker keeps only the
-/// newest ~5 MiB of each partition: at ~800 bytes a message this keeps the
-/// unread part of a partition under 2.5 MiB even if every unread message
-/// sits in one partition.
-const MAX_AHEAD: u64 = 3_000;
+/// newest 5 MiB of message sets of each partition (librdkafka's
+/// rdkafka_mock.c) and drops older ones silently; the demo's messages are
+/// compressed (lz4, about 4 to 1 for these JSON events), so at ~800 bytes a
+/// message this keeps the unread part of a partition near 2.5 MiB even if
+/// every unread message sits in one partition.
+const MAX_AHEAD: u64 = 12_000;
 
-/// Starts the embedded broker with the source, review and dead-letter topics.
-pub(super) fn start() -> anyhow::Result<MockCluster<'static, DefaultProducerContext>> {
-    let mock = MockCluster::new(1).context("starting the embedded Kafka broker")?;
-    mock.create_topic(SOURCE, PARTITIONS, 1)?;
-    mock.create_topic(REVIEW, 1, 1)?;
-    mock.create_topic(DLQ, 1, 1)?;
-    Ok(mock)
+/// The embedded broker: librdkafka's mock cluster, owned by a client
+/// handle that does nothing else. Dropping it stops the broker.
+pub(super) struct Embedded {
+    owner: BaseProducer,
+}
+
+impl Embedded {
+    /// Starts the broker with the source, review and dead-letter topics.
+    pub(super) fn start() -> anyhow::Result<Self> {
+        let owner: BaseProducer = rdkafka::ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .context("starting the embedded Kafka broker")?;
+        let embedded = Embedded { owner };
+        let mock = embedded.cluster();
+        mock.create_topic(SOURCE, PARTITIONS, 1)?;
+        mock.create_topic(REVIEW, 1, 1)?;
+        mock.create_topic(DLQ, 1, 1)?;
+        // Like a real broker, the mock one waits
+        // group.initial.rebalance.delay.ms (3 s) before it hands the first
+        // member of a new group its partitions; the demo has one member, so
+        // the wait is only a pause before the first batch.
+        // SAFETY: the handle is alive (owned by `embedded`) and was created
+        // with a mock cluster, so the pointer is valid and non-null (checked
+        // by `cluster()` above); the call only sets an integer on it.
+        unsafe {
+            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(
+                embedded.owner.client().native_ptr(),
+            );
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+        }
+        drop(mock);
+        Ok(embedded)
+    }
+
+    pub(super) fn bootstrap_servers(&self) -> String {
+        self.cluster().bootstrap_servers()
+    }
+
+    fn cluster(&self) -> MockCluster<'_, DefaultProducerContext> {
+        self.owner
+            .client()
+            .mock_cluster()
+            .expect("the owner handle was created with test.mock.num.brokers")
+    }
 }
 
 pub(super) fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
     Ok(rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
+        .set("compression.type", "lz4")
         .set("enable.idempotence", "true")
         .create()?)
 }

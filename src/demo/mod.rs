@@ -66,7 +66,7 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
     let started = Instant::now();
     remove_previous_database(&opts.db)?;
     // The embedded broker. Not Send: it stays on this task until the end.
-    let mock = broker::start()?;
+    let mock = broker::Embedded::start()?;
     let bootstrap = mock.bootstrap_servers();
 
     let cfg_path = opts.db.with_extension("toml");

@@ -1,5 +1,6 @@
 //! SQLite: the embedded database of `govsync demo` and of single-node use.
-//! Set-based SQL over `json_each` of one bound JSON array per statement;
+//! Set-based SQL over `jsonb_each` of one bound JSON array per statement
+//! (parsed once into SQLite's binary JSON, so each `->>` is a lookup);
 //! `BEGIN IMMEDIATE` takes the write lock up front (SQLite has one writer,
 //! so there are no row locks to take); savepoints for bisection. Times are
 //! stored as fixed-form RFC 3339 text (UTC, microseconds).
@@ -53,14 +54,14 @@ impl Sql {
                  geo_accuracy = j.value->>4, id_card = j.value->>5, phone = j.value->>6, carrier_info = j.value->>7, \
                  quality_score = j.value->>8, validation_status = j.value->>9, review_flag = j.value->>10, \
                  review_priority = j.value->>11, last_governance_time = j.value->>12, version = j.value->>13 \
-                 FROM json_each(?1) AS j WHERE {table}.customer_id = j.value->>0"
+                 FROM jsonb_each(?1) AS j WHERE {table}.customer_id = j.value->>0"
             ),
             insert: format!(
                 "INSERT INTO {table} (customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
                  quality_score, validation_status, review_flag, review_priority, last_governance_time, version, name) \
                  SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, \
                  j.value->>7, j.value->>8, j.value->>9, j.value->>10, j.value->>11, j.value->>12, j.value->>13, \
-                 j.value->>14 FROM json_each(?1) AS j"
+                 j.value->>14 FROM jsonb_each(?1) AS j"
             ),
             delete: format!(
                 "DELETE FROM {table} WHERE customer_id IN (SELECT value FROM json_each(?1))"
@@ -144,8 +145,13 @@ fn rows_json(writes: &[RowWrite]) -> String {
 }
 
 fn hex(b: &Option<Vec<u8>>) -> Option<String> {
-    b.as_ref()
-        .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    b.as_ref().map(|b| {
+        b.iter()
+            .flat_map(|x| [DIGITS[usize::from(x >> 4)], DIGITS[usize::from(x & 15)]])
+            .map(char::from)
+            .collect()
+    })
 }
 
 #[async_trait]
@@ -250,7 +256,7 @@ impl Dialect for Sqlite {
             .map(|(e, t)| json!([e, time_text(*t)]))
             .collect();
         let found: Vec<String> = sqlx::query_scalar(
-            "SELECT c.event_id FROM json_each(?1) AS j JOIN govsync_change_log c \
+            "SELECT c.event_id FROM jsonb_each(?1) AS j JOIN govsync_change_log c \
              ON c.event_id = j.value->>0 AND c.governed_at = j.value->>1",
         )
         .bind(serde_json::Value::Array(keys).to_string())
@@ -301,7 +307,7 @@ impl Dialect for Sqlite {
             .collect();
         sqlx::query(
             "INSERT INTO govsync_row_state (customer_id, address_governed_at, id_card_governed_at, \
-             phone_governed_at) SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3 FROM json_each(?1) AS j \
+             phone_governed_at) SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3 FROM jsonb_each(?1) AS j \
              WHERE true ON CONFLICT (customer_id) DO UPDATE SET address_governed_at = excluded.address_governed_at, \
              id_card_governed_at = excluded.id_card_governed_at, phone_governed_at = excluded.phone_governed_at",
         )
@@ -342,7 +348,7 @@ impl Dialect for Sqlite {
                 "INSERT INTO govsync_change_log (batch_id, event_id, customer_id, data_type, operation, outcome, \
                  governed_at, before_image, after_image, source_partition, source_offset) \
                  SELECT ?1, j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, \
-                 j.value->>6, j.value->>7, j.value->>8, j.value->>9 FROM json_each(?2) AS j",
+                 j.value->>6, j.value->>7, j.value->>8, j.value->>9 FROM jsonb_each(?2) AS j",
             )
             .bind(batch_id)
             .bind(serde_json::Value::Array(arr).to_string())
@@ -401,7 +407,7 @@ impl Dialect for Sqlite {
             "INSERT INTO govsync_outbox (batch_id, seq, consumer_group, topic, partition_id, next_offset, dest_topic, \
              msg_key, msg_value, headers) \
              SELECT ?1, j.value->>0, ?2, ?3, ?4, ?5, j.value->>1, unhex(j.value->>2), unhex(j.value->>3), \
-             unhex(j.value->>4) FROM json_each(?6) AS j",
+             unhex(j.value->>4) FROM jsonb_each(?6) AS j",
         )
         .bind(batch_id)
         .bind(&key.group)
