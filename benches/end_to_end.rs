@@ -61,7 +61,7 @@ struct Measured {
     wall: Duration,
     bulk_sizes: Sizes,
     /// The longest wait between a partition's transactions, and the
-    /// largest such wait over the batch's own transaction time.
+    /// largest such wait over the partition's mean transaction time.
     longest_gap: Duration,
     worst_gap_ratio: f64,
     busy: f64,
@@ -193,7 +193,7 @@ fn print_results(results: &[Measured], r: &Reference, events: usize, latency_sec
     println!(
         "max gap: the longest a partition with a backlog waited between one transaction's commit and its \
          next transaction's start, as the pipeline timed them; gap/tx: the largest such wait over that \
-         batch's transaction time"
+         partition's mean transaction time"
     );
     println!(
         "peak RSS of the benchmark process (pipeline + producer): {:.0} MiB",
@@ -298,9 +298,10 @@ fn sizes(b: &[Batch]) -> Sizes {
     }
 }
 
-/// Per partition, the wait between a batch's commit and the start of the
-/// partition's next transaction (as the pipeline timed them): the longest,
-/// and the largest over the committed batch's own transaction time.
+/// Per partition, the wait between a transaction's commit and the start
+/// of the partition's next transaction (as the pipeline timed them): the
+/// longest, and the largest over the partition's own batch time (the mean
+/// of its transactions).
 fn gaps(log: &[govsync::pipeline::BatchTiming]) -> (Duration, f64) {
     let mut by_partition: HashMap<i32, Vec<&govsync::pipeline::BatchTiming>> = HashMap::new();
     for b in log {
@@ -310,11 +311,11 @@ fn gaps(log: &[govsync::pipeline::BatchTiming]) -> (Duration, f64) {
     let mut worst = 0.0f64;
     for list in by_partition.values_mut() {
         list.sort_by_key(|b| b.began);
+        let own = list.iter().map(|b| b.latency().as_secs_f64()).sum::<f64>() / list.len() as f64;
         for pair in list.windows(2) {
             let gap = pair[1].began.saturating_duration_since(pair[0].committed);
             longest = longest.max(gap);
-            let own = pair[0].latency().as_secs_f64().max(1e-3);
-            worst = worst.max(gap.as_secs_f64() / own);
+            worst = worst.max(gap.as_secs_f64() / own.max(1e-3));
         }
     }
     (longest, worst)
