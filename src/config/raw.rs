@@ -163,9 +163,10 @@ pub struct RawFlow {
     pub max_in_flight: usize,
     /// Batches committing at once per region (partition key).
     pub max_in_flight_per_region: usize,
-    /// Records per partition, buffered plus in the running batch, above which
-    /// the partition is paused in the consumer (resumed at half). With the
-    /// batch sizes it bounds memory whatever the backlog (README: Memory).
+    /// Records per partition, buffered plus in the running batch: the
+    /// partition's credit; the consumer reads a partition only while it has
+    /// credit. With the batch sizes it bounds memory whatever the backlog
+    /// (README: Memory).
     pub max_buffered_per_partition: usize,
     /// Records/s per region (0 = unlimited).
     pub rate_per_region: u32,
@@ -178,7 +179,7 @@ impl Default for RawFlow {
         RawFlow {
             max_in_flight: 8,
             max_in_flight_per_region: 2,
-            max_buffered_per_partition: 10_000,
+            max_buffered_per_partition: 5_000,
             rate_per_region: 0,
             rate_global: 0,
         }

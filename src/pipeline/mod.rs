@@ -51,7 +51,7 @@
 //! task: it owns every partition's state, so no locks; a `biased` select
 //! takes completions before new messages, which frees memory before more is
 //! taken. The channel from the consumer is bounded ([`CHANNEL`]), the
-//! per-partition buffers by `flow.max_buffered_per_partition` (pause), the
+//! per-partition buffers by `flow.max_buffered_per_partition` (credit), the
 //! batches in flight by `flow.max_in_flight`.
 
 pub mod apply;
