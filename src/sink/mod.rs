@@ -1,11 +1,20 @@
 //! The database side: one transaction per batch.
 //!
-//! [`protocol`] is the batch protocol, written once: lock the watermark and
-//! the rows, decide every record ([`plan`]), write the change log and the
-//! rows with set-based SQL, store the side outputs (outbox), write the
-//! ledger, advance the watermark, re-read and verify, commit. Each database
-//! implements the primitive steps ([`Tx`]) in its own dialect:
-//! [`postgres`], [`sqlite`] and [`oracle`].
+//! [`protocol`] is the batch protocol, written once (its module doc has the
+//! table of which statement carries which guarantee):
+//!
+//! ```text
+//! lock watermark ─▶ read snapshot ─▶ plan ─▶ write ─────────────────────────▶ verify ─▶ commit
+//! (FOR UPDATE)      rows FOR UPDATE   pure    change log, rows, row state,       stored
+//!                   row state         (plan)  outbox, ledger, watermark          vs planned
+//!                   dedupe entries            (one statement on PostgreSQL)
+//! ```
+//!
+//! A first attempt takes no savepoint; a batch the database refused is
+//! applied again with savepoints and bisected ([`Tx`]'s savepoint steps).
+//! Each database implements the primitive steps ([`Tx`]) in its own
+//! dialect: [`postgres`], [`sqlite`] (sharing [`sqlx_common`]) and
+//! [`oracle`]; [`rollback`] undoes a batch from the change log.
 
 pub mod error;
 pub mod migrate;

@@ -16,14 +16,14 @@ const MIB: f64 = 1024.0 * 1024.0;
 ///
 /// ```text
 /// bound = fixed                           40 MiB: code, runtime, clients, pool (idle: ~33 MiB)
-///       + librdkafka's queue              queued.max.messages.kbytes + fetch.max.bytes
-///       + held records × (2S + 512 B)     held = P × max_buffered_per_partition + 4096 (channel)
+///       + librdkafka's queues             P × (queued.max.messages.kbytes + max.partition.fetch.bytes)
+///       + held records × (2S + 512 B)     held = P × max_buffered_per_partition (the credit)
 ///       + batch work   × 6S               work = min(P, max_in_flight, pool_size) × batch.max_size
 /// ```
 ///
 /// S is the largest message, P the partitions the instance holds. A
 /// partition's in-flight records count towards `max_buffered_per_partition`
-/// (it pauses when buffered plus in-flight records reach it), so the held
+/// (it is not read while buffered plus in-flight records reach it), so the held
 /// term covers every record in memory; the last term is what a batch needs
 /// in its transaction on top (snapshot, plan, before/after images, bind
 /// arrays, the verification re-read). Both per-record costs are measured by
