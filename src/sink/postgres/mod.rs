@@ -1,0 +1,384 @@
+//! PostgreSQL: set-based SQL over `UNNEST` of bound arrays.
+//!
+//! A batch is four round trips besides BEGIN and COMMIT: the watermark
+//! (`SELECT … FOR UPDATE`), the snapshot (the rows `FOR UPDATE` joined with
+//! their `govsync_row_state`), the results already logged, and ONE write:
+//! a statement of data-modifying CTEs (change log, row updates and inserts
+//! `RETURNING` the rows as stored, row states, outbox, ledger, watermark).
+//! Its text depends only on which parts a batch has, so each shape is
+//! prepared once per connection.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, Row as _, Transaction};
+
+use super::plan::RowWrite;
+use super::sqlx_common::{Arg, Dialect, SqlxDatabase, SqlxTx};
+use super::{
+    EventKey, LogEntry, PartitionKey, RowState, SinkError, SinkResult, Snapshot, Stored, Writes,
+    migrate,
+};
+use crate::config::DatabaseConfig;
+use crate::event::Row;
+use crate::message::OutMessage;
+
+mod write;
+
+use write::{Statement, outbox_part, state_part, write_all};
+
+const ROW_COLUMNS: &str = "customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
+    quality_score, validation_status, review_flag, review_priority, last_governance_time, last_update, version";
+
+/// Daily change-log partitions created ahead of time.
+const PARTITIONS_AHEAD: i32 = 7;
+
+/// SQL texts that name the (configurable) target table, built once.
+#[derive(Debug)]
+pub struct Sql {
+    table: String,
+    lock_rows: String,
+    read_rows: String,
+    snapshot: String,
+    /// `ROW_COLUMNS` qualified by the update's alias.
+    returning: String,
+}
+
+impl Sql {
+    fn new(table: &str) -> Self {
+        let returning = ROW_COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Sql {
+            table: table.to_string(),
+            lock_rows: format!(
+                "SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE"
+            ),
+            read_rows: format!("SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id = ANY($1)"),
+            // The rows (locked, in customer-id order) and their states, one
+            // line per id whether the row exists or not.
+            snapshot: format!(
+                "WITH locked AS (SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id = ANY($1) \
+                 ORDER BY customer_id FOR UPDATE) \
+                 SELECT ids.id, l.address, l.geo_lat, l.geo_lon, l.geo_accuracy, l.id_card, l.phone, \
+                 l.carrier_info, l.quality_score, l.validation_status, l.review_flag, l.review_priority, \
+                 l.last_governance_time, l.last_update, l.version, l.customer_id IS NOT NULL, \
+                 s.customer_id IS NOT NULL, s.address_governed_at, s.id_card_governed_at, s.phone_governed_at \
+                 FROM unnest($1::text[]) AS ids(id) \
+                 LEFT JOIN locked l ON l.customer_id = ids.id \
+                 LEFT JOIN govsync_row_state s ON s.customer_id = ids.id"
+            ),
+            returning,
+        }
+    }
+}
+
+/// The PostgreSQL sink.
+pub type PgDatabase = SqlxDatabase<Postgres>;
+
+impl PgDatabase {
+    pub async fn connect(cfg: &DatabaseConfig) -> SinkResult<Self> {
+        let mut opts = PgConnectOptions::from_str(&cfg.url)
+            .map_err(|e| SinkError::Fatal(format!("database.url: {e}")))?;
+        // `govsync` unless the URL (`?application_name=`) or PGAPPNAME
+        // names the instance: operators find and terminate one instance's
+        // sessions by it.
+        if opts.get_application_name().is_none() {
+            opts = opts.application_name("govsync");
+        }
+        opts = opts.options([
+            (
+                "statement_timeout",
+                format!("{}", cfg.statement_timeout.as_millis()),
+            ),
+            ("lock_timeout", format!("{}", cfg.lock_timeout.as_millis())),
+        ]);
+        if let Some(schema) = &cfg.schema {
+            opts = opts.options([("search_path", schema.clone())]);
+        }
+        if let Some(pw) = &cfg.password {
+            opts = opts.password(pw);
+        }
+        let port = opts.get_port();
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.pool_size)
+            .min_connections(0)
+            .acquire_timeout(cfg.connect_timeout)
+            // A connection the server terminated is detected here, not
+            // mid-batch.
+            .test_before_acquire(true)
+            .after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    // sqlx 0.9.0 leaves Nagle on: 40 ms per statement (nodelay.rs).
+                    if let Err(e) = super::nodelay::set_on_sockets_to_port(port) {
+                        tracing::warn!(error = %e, "could not set TCP_NODELAY on the database connection");
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts);
+        Ok(SqlxDatabase::new(pool, Sql::new(&cfg.target_table)))
+    }
+}
+
+fn row_from(r: &PgRow) -> Result<(String, Row), sqlx::Error> {
+    Ok((r.try_get(0)?, row_at(r)?))
+}
+
+/// The row's columns at 1..=14 (after its id). The types are the
+/// statement's own (govsync wrote the SELECT list), so sqlx's per-value
+/// type check is skipped: a thousand rows of fifteen columns a batch.
+fn row_at(r: &PgRow) -> Result<Row, sqlx::Error> {
+    Ok(Row {
+        address: r.try_get_unchecked(1)?,
+        geo_lat: r.try_get_unchecked(2)?,
+        geo_lon: r.try_get_unchecked(3)?,
+        geo_accuracy: r.try_get_unchecked(4)?,
+        id_card: r.try_get_unchecked(5)?,
+        phone: r.try_get_unchecked(6)?,
+        carrier_info: r.try_get_unchecked(7)?,
+        quality_score: r.try_get_unchecked(8)?,
+        validation_status: r.try_get_unchecked(9)?,
+        review_flag: r.try_get_unchecked(10)?,
+        review_priority: r.try_get_unchecked(11)?,
+        last_governance_time: r.try_get_unchecked(12)?,
+        last_update: r.try_get_unchecked(13)?,
+        version: r.try_get_unchecked(14)?,
+    })
+}
+
+fn rows_by_id(rows: &[PgRow]) -> SinkResult<HashMap<String, Row>> {
+    Ok(rows.iter().map(row_from).collect::<Result<_, _>>()?)
+}
+
+#[async_trait]
+impl Dialect for Postgres {
+    const KIND: &'static str = "postgres";
+    const LOCK: &'static str = " FOR UPDATE";
+    const NOW: &'static str = "now()";
+    const BEGIN: Option<&'static str> = None;
+    const BATCHES: &'static str = "SELECT batch_id, kind, consumer_group, topic, partition_id, first_offset, \
+        last_offset, records, counts, started_at, duration_ms, attempts, status FROM govsync_batch \
+        WHERE ($1::text IS NULL OR topic = $1) AND ($2::int4 IS NULL OR partition_id = $2) \
+        AND ($3::text IS NULL OR status = $3) AND ($4::timestamptz IS NULL OR started_at >= $4) \
+        AND ($5::text IS NULL OR batch_id = $5) \
+        ORDER BY started_at DESC, batch_id LIMIT $6";
+    /// The batch's rows were logged in its transaction: their logged_at is
+    /// the ledger's committed_at, which the BRIN index finds.
+    const BATCH_LOG: &'static str = "SELECT event_id, customer_id, data_type, operation, before_image, \
+        after_image FROM govsync_change_log WHERE batch_id = $1 \
+        AND logged_at = (SELECT committed_at FROM govsync_batch WHERE batch_id = $1) \
+        AND outcome IN ('applied', 'flagged') ORDER BY source_partition, source_offset";
+    type TableSql = Sql;
+
+    fn bind<'q>(
+        q: sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments>,
+        a: Arg<'_>,
+    ) -> sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments> {
+        match a {
+            Arg::Str(v) => q.bind(v.to_string()),
+            Arg::OptStr(v) => q.bind(v.map(str::to_string)),
+            Arg::I32(v) => q.bind(v),
+            Arg::OptI32(v) => q.bind(v),
+            Arg::I64(v) => q.bind(v),
+            Arg::Time(v) => q.bind(v),
+            Arg::OptTime(v) => q.bind(v),
+        }
+    }
+
+    fn get_text(row: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    /// BIGINT or INTEGER.
+    fn get_i64(row: &PgRow, i: usize) -> Result<i64, sqlx::Error> {
+        row.try_get::<i64, _>(i)
+            .or_else(|_| row.try_get::<i32, _>(i).map(i64::from))
+    }
+
+    fn get_bytes(row: &PgRow, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    fn get_time(row: &PgRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    async fn migrate(pool: &sqlx::Pool<Self>, with_target_table: bool) -> SinkResult<Vec<String>> {
+        migrate::run_sqlx(
+            pool,
+            migrate::POSTGRES,
+            migrate::POSTGRES_DEV,
+            with_target_table,
+        )
+        .await
+    }
+
+    /// Creates the coming days' partitions, drops those past retention
+    /// (`govsync_change_log_maintain`, migrations/postgres/0002); waits at
+    /// most 2 s for the change log's lock, so a long batch postpones it
+    /// rather than batches queueing behind it.
+    async fn maintain(
+        pool: &sqlx::Pool<Self>,
+        retention: std::time::Duration,
+    ) -> SinkResult<String> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL lock_timeout = '2s'")
+            .execute(&mut *tx)
+            .await?;
+        let done: String =
+            sqlx::query_scalar("SELECT govsync_change_log_maintain(make_interval(secs => $1), $2)")
+                .bind(retention.as_secs_f64())
+                .bind(PARTITIONS_AHEAD)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn lock_rows(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        ids: &[String],
+    ) -> SinkResult<HashMap<String, Row>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.lock_rows.clone()))
+            .bind(ids)
+            .fetch_all(&mut **tx)
+            .await?;
+        rows_by_id(&rows)
+    }
+
+    async fn read_rows(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        ids: &[String],
+    ) -> SinkResult<HashMap<String, Row>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.read_rows.clone()))
+            .bind(ids)
+            .fetch_all(&mut **tx)
+            .await?;
+        rows_by_id(&rows)
+    }
+
+    /// One probe per result, into the one partition its governed_at
+    /// selects.
+    async fn seen_events(
+        tx: &mut Transaction<'static, Self>,
+        events: &[EventKey],
+    ) -> SinkResult<HashSet<String>> {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT c.event_id FROM UNNEST($1::text[], $2::timestamptz[]) AS u(event_id, governed_at) \
+             JOIN govsync_change_log c ON c.event_id = u.event_id AND c.governed_at = u.governed_at",
+        )
+        .bind(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, t)| *t).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(found.into_iter().collect())
+    }
+
+    async fn row_states(
+        tx: &mut Transaction<'static, Self>,
+        ids: &[String],
+    ) -> SinkResult<Vec<RowState>> {
+        let rows = sqlx::query(
+            "SELECT customer_id, address_governed_at, id_card_governed_at, phone_governed_at \
+             FROM govsync_row_state WHERE customer_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RowState {
+                    customer_id: r.try_get(0)?,
+                    governed_at: [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?],
+                })
+            })
+            .collect()
+    }
+
+    async fn write_state(
+        tx: &mut Transaction<'static, Self>,
+        state: &[RowState],
+    ) -> SinkResult<()> {
+        let mut st = Statement::default();
+        let part = state_part(&mut st, state)?;
+        sqlx::query_with(AssertSqlSafe(format!("WITH {part} SELECT 1")), st.args)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The rows and their states in one statement, then the logged results.
+    async fn read_snapshot(
+        tx: &mut SqlxTx<Self>,
+        ids: &[String],
+        events: &[EventKey],
+    ) -> SinkResult<Snapshot> {
+        let lines = sqlx::query(AssertSqlSafe(tx.table.snapshot.clone()))
+            .bind(ids)
+            .fetch_all(&mut *tx.tx)
+            .await?;
+        let mut rows = HashMap::with_capacity(lines.len());
+        let mut states = Vec::new();
+        for r in &lines {
+            let id: String = r.try_get(0)?;
+            if r.try_get::<bool, _>(16)? {
+                states.push(RowState {
+                    customer_id: id.clone(),
+                    governed_at: [r.try_get(17)?, r.try_get(18)?, r.try_get(19)?],
+                });
+            }
+            if r.try_get::<bool, _>(15)? {
+                rows.insert(id, row_at(r)?);
+            }
+        }
+        let seen = Self::seen_events(&mut tx.tx, events).await?;
+        Ok(Snapshot::new(rows, seen, states))
+    }
+
+    /// Everything in one statement, which also compares the rows as
+    /// stored with what it wrote.
+    async fn write(tx: &mut SqlxTx<Self>, w: &Writes<'_>) -> SinkResult<Stored> {
+        let table = tx.table.clone();
+        write_all(&mut tx.tx, &table, w).await
+    }
+
+    async fn write_changes(
+        tx: &mut Transaction<'static, Self>,
+        sql: &Sql,
+        batch_id: &str,
+        log: &[LogEntry],
+        updates: &[RowWrite],
+        inserts: &[RowWrite],
+        deletes: &[String],
+    ) -> SinkResult<()> {
+        let w = Writes {
+            deletes,
+            ..Writes::changes(batch_id, log, updates, inserts)
+        };
+        write_all(tx, sql, &w).await?;
+        Ok(())
+    }
+
+    async fn write_outbox(
+        tx: &mut Transaction<'static, Self>,
+        batch_id: &str,
+        key: &PartitionKey,
+        next_offset: i64,
+        msgs: &[OutMessage],
+    ) -> SinkResult<()> {
+        let mut st = Statement::default();
+        let part = outbox_part(&mut st, batch_id, key, next_offset, msgs)?;
+        sqlx::query_with(AssertSqlSafe(format!("WITH {part} SELECT 1")), st.args)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
