@@ -7,9 +7,9 @@
 //! SQLite's `?n`), with their values as [`Arg`]s that each dialect binds with
 //! its own types (times are `TIMESTAMPTZ` in PostgreSQL and fixed-form RFC
 //! 3339 text in SQLite). What differs in substance, the set-based reads and
-//! writes of a batch (`UNNEST` of arrays against `json_each` of a JSON
+//! writes of a batch (`UNNEST` of arrays against `jsonb_each` of a JSON
 //! array), is each dialect's own ([`Dialect`]'s async functions, in
-//! postgres.rs and sqlite.rs).
+//! postgres/ and sqlite.rs).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
