@@ -43,14 +43,7 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 fn main() {
-    if !common::benchmarking() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    common::main_with(run());
 }
 
 struct Measured {

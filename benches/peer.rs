@@ -47,16 +47,7 @@ use self::child::Child;
 use self::setup::{Setup, System};
 
 fn main() {
-    if !common::benchmarking() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // Processes are started on this thread (block_on runs the future here),
-    // so their parent-death signal fires only when the benchmark ends.
-    rt.block_on(run());
+    common::main_with(run());
 }
 
 /// One measured run.

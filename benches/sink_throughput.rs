@@ -29,14 +29,7 @@ impl Case {
 }
 
 fn main() {
-    if !common::benchmarking() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    common::main_with(run());
 }
 
 async fn run() {

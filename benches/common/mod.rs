@@ -36,6 +36,20 @@ pub fn benchmarking() -> bool {
     false
 }
 
+/// The body of a bench program's `main`: runs `run` on a multi-threaded
+/// runtime, on this thread (so child processes started by it have this
+/// thread as their parent), when `cargo bench` runs the program.
+pub fn main_with<F: std::future::Future>(run: F) {
+    if !benchmarking() {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run);
+}
+
 /// A fresh schema; returns a pool whose search_path is it.
 pub async fn fresh_schema(name: &str, max_connections: u32) -> (String, PgPool) {
     let schema = format!("bench_{name}_{}", std::process::id());
@@ -248,6 +262,7 @@ pub fn prepare_batches(
 }
 
 /// What [`run_protocol`] measured.
+#[derive(Default)]
 pub struct ProtocolRun {
     pub rows: usize,
     pub batches: usize,
@@ -292,15 +307,7 @@ pub async fn run_protocol(
         let db = db.clone();
         let opts = opts.clone();
         tasks.push(tokio::spawn(async move {
-            let mut run = ProtocolRun {
-                rows: 0,
-                batches: 0,
-                elapsed: Duration::ZERO,
-                latencies: Vec::new(),
-                steps: Vec::new(),
-                total: Duration::ZERO,
-                cpu: String::new(),
-            };
+            let mut run = ProtocolRun::default();
             for b in batches {
                 let t = std::time::Instant::now();
                 let r = protocol::apply(db.as_ref(), &b, &opts).await.unwrap();
@@ -323,15 +330,7 @@ pub async fn run_protocol(
             run
         }));
     }
-    let mut all = ProtocolRun {
-        rows: 0,
-        batches: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        steps: Vec::new(),
-        total: Duration::ZERO,
-        cpu: String::new(),
-    };
+    let mut all = ProtocolRun::default();
     for t in tasks {
         let r = t.await.unwrap();
         all.rows += r.rows;

@@ -41,6 +41,22 @@ use crate::message::{OutMessage, RawMessage};
 
 pub type SinkResult<T> = Result<T, SinkError>;
 
+/// The change log's retention horizon: rows logged before it are pruned.
+/// `None` when the retention reaches back before year 1 (nothing to prune;
+/// the subtraction would overflow, and no database stores such a time).
+pub fn retention_horizon(
+    now: DateTime<Utc>,
+    retention: std::time::Duration,
+) -> Option<DateTime<Utc>> {
+    let year_one = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .ok()?;
+    chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| now.checked_sub_signed(r))
+        .filter(|h| *h > year_one)
+}
+
 /// Identifies a source partition for the watermark and the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
@@ -372,4 +388,25 @@ pub async fn connect(cfg: &crate::config::DatabaseConfig) -> SinkResult<Arc<dyn 
         DbKind::Sqlite => Arc::new(sqlite::SqliteDatabase::connect(cfg).await?),
         DbKind::Oracle => Arc::new(oracle::OracleDatabase::connect(cfg).await?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_retention_horizon_is_now_minus_retention_and_none_before_year_one() {
+        let now: DateTime<Utc> = "2026-12-02T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            retention_horizon(now, Duration::from_secs(30 * 86_400)),
+            Some("2026-11-02T00:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            retention_horizon(now, Duration::from_secs(3_000 * 365 * 86_400)),
+            None
+        );
+        assert_eq!(retention_horizon(now, Duration::MAX), None);
+    }
 }

@@ -217,8 +217,9 @@ impl Dialect for Sqlite {
         pool: &sqlx::Pool<Self>,
         retention: std::time::Duration,
     ) -> SinkResult<String> {
-        let horizon =
-            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        let Some(horizon) = super::retention_horizon(Utc::now(), retention) else {
+            return Ok("retention reaches before year 1: nothing to delete".into());
+        };
         let done = sqlx::query("DELETE FROM govsync_change_log WHERE logged_at < ?1")
             .bind(time_text(horizon))
             .execute(pool)

@@ -231,8 +231,9 @@ impl Database for OracleDatabase {
     /// Deletes what was logged before `now - retention` (committed in
     /// its own transaction).
     async fn maintain(&self, retention: Duration) -> SinkResult<String> {
-        let horizon =
-            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        let Some(horizon) = super::retention_horizon(Utc::now(), retention) else {
+            return Ok("retention reaches before year 1: nothing to delete".into());
+        };
         self.one_off(move |conn| {
             let n = exec(
                 conn,
