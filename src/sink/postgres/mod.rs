@@ -265,15 +265,20 @@ impl Dialect for Postgres {
         rows_by_id(&rows)
     }
 
-    /// One probe per result, into the one partition its governed_at
-    /// selects.
+    /// One probe per result, into the unique index of the one partition its
+    /// governed_at selects (run-time pruning). The `LATERAL … LIMIT 1`
+    /// keeps it that way whatever the statistics say: as a plain join,
+    /// the planner read today's partition, whose statistics lag its
+    /// growth, with a sequential scan and a sort (17 ms of a 60 ms batch
+    /// at 8,000 rows, and growing with the day's volume).
     async fn seen_events(
         tx: &mut Transaction<'static, Self>,
         events: &[EventKey],
     ) -> SinkResult<HashSet<String>> {
         let found: Vec<String> = sqlx::query_scalar(
-            "SELECT c.event_id FROM UNNEST($1::text[], $2::timestamptz[]) AS u(event_id, governed_at) \
-             JOIN govsync_change_log c ON c.event_id = u.event_id AND c.governed_at = u.governed_at",
+            "SELECT u.event_id FROM UNNEST($1::text[], $2::timestamptz[]) AS u(event_id, governed_at) \
+             CROSS JOIN LATERAL (SELECT 1 FROM govsync_change_log c \
+             WHERE c.event_id = u.event_id AND c.governed_at = u.governed_at LIMIT 1) AS hit",
         )
         .bind(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, t)| *t).collect::<Vec<_>>())
