@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::raw::{
-    RawBatch, RawDatabase, RawFlow, RawKafka, RawLog, RawMetrics, RawRetry, RawRules,
+    RawBatch, RawDatabase, RawFlow, RawKafka, RawLog, RawMapping, RawMetrics, RawRetry, RawRules,
 };
 use super::values::{duration, host_name, identifier, parse_db_url, parse_offset, positive, topic};
 use super::{
     BatchConfig, Config, ConfigError, DatabaseConfig, DbKind, Delivery, FlowConfig, KafkaConfig,
-    LogFormat, RawConfig, RetryConfig, err,
+    LogFormat, RawConfig, RetryConfig, TableMapping, err,
 };
 use crate::event::ConflictPolicy;
 use crate::event::{Column, DataType, RuleSet};
@@ -23,6 +23,7 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     let retry = check_retry(&r.retry)?;
     let ru = &r.rules;
     let rules = check_rules(ru)?;
+    check_allow_mapped(&rules, &database.mapping)?;
     let conflict = check_conflict(ru)?;
     check_poison_fraction(ru)?;
     let metrics_listen = check_metrics(&r.metrics)?;
@@ -179,6 +180,7 @@ fn check_database(d: &RawDatabase) -> Result<DatabaseConfig, ConfigError> {
             Some(identifier("database.schema", &d.schema)?)
         },
         target_table: identifier("database.target_table", &d.target_table)?,
+        mapping: check_mapping(&d.mapping)?,
         statement_timeout: positive(
             "database.statement_timeout",
             duration("database.statement_timeout", &d.statement_timeout)?,
@@ -192,6 +194,89 @@ fn check_database(d: &RawDatabase) -> Result<DatabaseConfig, ConfigError> {
             duration("database.connect_timeout", &d.connect_timeout)?,
         )?,
     })
+}
+
+/// A column name: letters, digits and `_`, starting with a letter. It is
+/// matched against the table's own columns when the database is reached
+/// (the catalog's spelling is what goes into SQL, quoted).
+fn column_name(key: &str, s: &str) -> Result<String, ConfigError> {
+    if s.contains('.') {
+        return Err(err(
+            key,
+            format!("`{s}` is a column of the target table: write it without a table or schema"),
+        ));
+    }
+    identifier(key, s)
+}
+
+/// `database.mapping`.
+pub(super) fn check_mapping(m: &RawMapping) -> Result<TableMapping, ConfigError> {
+    let optional = |key: &str, s: &str| -> Result<Option<String>, ConfigError> {
+        if s.trim().is_empty() {
+            Ok(None)
+        } else {
+            column_name(key, s.trim()).map(Some)
+        }
+    };
+    let mut columns = BTreeMap::new();
+    let mut used: HashMap<String, String> = HashMap::new();
+    for (field, col) in &m.columns {
+        let key = format!("database.mapping.columns.{field}");
+        let c = Column::parse(field).ok_or_else(|| {
+            let known: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+            err(
+                &key,
+                format!(
+                    "`{field}` is not a field govsync writes (known: {}); fix the name or remove it",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if let Some(name) = optional(&key, col)? {
+            if let Some(other) = used.insert(name.to_lowercase(), field.clone()) {
+                return Err(err(
+                    &key,
+                    format!(
+                        "column `{name}` is already mapped to `{other}`; a column holds one field"
+                    ),
+                ));
+            }
+            columns.insert(c, name);
+        }
+    }
+    let key = column_name("database.mapping.key", m.key.trim())?;
+    Ok(TableMapping {
+        key,
+        name: optional("database.mapping.name", &m.name)?,
+        version: optional("database.mapping.version", &m.version)?,
+        last_update: optional("database.mapping.last_update", &m.last_update)?,
+        zone: parse_offset(&m.zone).ok_or_else(|| {
+            err(
+                "database.mapping.zone",
+                format!("`{}` is not a UTC offset like +08:00", m.zone),
+            )
+        })?,
+        columns,
+    })
+}
+
+/// Every field an allow-list names is mapped to a column: an event that
+/// targets it would otherwise fail at run time, one dead letter at a time.
+fn check_allow_mapped(rules: &RuleSet, mapping: &TableMapping) -> Result<(), ConfigError> {
+    for dt in DataType::ALL {
+        for c in rules.allow.get(&dt).into_iter().flatten() {
+            if mapping.column(*c).is_none() {
+                return Err(err(
+                    &format!("rules.allow.{dt}"),
+                    format!(
+                        "`{c}` is allowed but maps to no column of the target table; map it \
+                         (database.mapping.columns.{c}) or remove it from this list"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The password from `password_file`, else the variable `password_env`

@@ -83,9 +83,38 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     pub schema: Option<String>,
     pub target_table: String,
+    pub mapping: TableMapping,
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// `database.mapping`, checked as names (the table's columns are checked
+/// against it when the database is reached: `sink::table`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableMapping {
+    pub key: String,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub last_update: Option<String>,
+    /// Offset of time columns without a zone.
+    pub zone: chrono::FixedOffset,
+    /// The mapped fields only.
+    pub columns: std::collections::BTreeMap<crate::event::Column, String>,
+}
+
+impl TableMapping {
+    /// The column `c` is mapped to, if any.
+    pub fn column(&self, c: crate::event::Column) -> Option<&str> {
+        self.columns.get(&c).map(String::as_str)
+    }
+}
+
+impl Default for TableMapping {
+    /// The dev table's mapping (`customer_profile`, govsync's names).
+    fn default() -> Self {
+        check::check_mapping(&raw::RawMapping::default()).expect("the default mapping is valid")
+    }
 }
 
 #[derive(Debug, Clone)]

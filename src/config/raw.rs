@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::Column;
+
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
@@ -101,8 +103,11 @@ pub struct RawDatabase {
     pub pool_size: u32,
     /// PostgreSQL schema / Oracle schema for govsync's and the target table.
     pub schema: String,
-    /// The business table.
+    /// The business table, schema-qualified where it lives in another
+    /// schema (`crm.cust_base`).
     pub target_table: String,
+    /// Where govsync's fields live in the target table.
+    pub mapping: RawMapping,
     /// Upper bound for one statement.
     pub statement_timeout: String,
     /// Upper bound for waiting on a row lock.
@@ -119,9 +124,51 @@ impl Default for RawDatabase {
             pool_size: 8,
             schema: String::new(),
             target_table: "customer_profile".into(),
+            mapping: RawMapping::default(),
             statement_timeout: "30s".into(),
             lock_timeout: "10s".into(),
             connect_timeout: "5s".into(),
+        }
+    }
+}
+
+/// Where govsync's logical fields live in the target table. Every name is
+/// checked against the table's columns before anything is consumed
+/// (`check-config`, `run`); govsync never alters the table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMapping {
+    /// The key column: text, with a primary key or unique index on it alone.
+    pub key: String,
+    /// Column an insert fills with `original_data.name` ("" = none).
+    pub name: String,
+    /// Column counting govsync's writes to a row ("" = the table has none:
+    /// govsync keeps the count in its own `govsync_row_state`).
+    pub version: String,
+    /// The business's own last-update time, read (never written) to detect
+    /// a conflicting update ("" = no conflict detection).
+    pub last_update: String,
+    /// UTC offset of the time columns without a zone (TIMESTAMP, DATE).
+    pub zone: String,
+    /// Logical field -> column of the table; "" = not mapped. The fields:
+    /// address, geo_lat, geo_lon, geo_accuracy, id_card, phone,
+    /// carrier_info, quality_score, validation_status, review_flag,
+    /// review_priority, last_governance_time.
+    pub columns: BTreeMap<String, String>,
+}
+
+impl Default for RawMapping {
+    fn default() -> Self {
+        RawMapping {
+            key: "customer_id".into(),
+            name: "name".into(),
+            version: "version".into(),
+            last_update: "last_update".into(),
+            zone: "+00:00".into(),
+            columns: Column::ALL
+                .iter()
+                .map(|c| (c.name().to_string(), c.name().to_string()))
+                .collect(),
         }
     }
 }
@@ -235,7 +282,7 @@ pub struct RawRules {
 
 impl Default for RawRules {
     fn default() -> Self {
-        use crate::event::{Column, DataType};
+        use crate::event::DataType;
         RawRules {
             local_offset: "+08:00".into(),
             id_card_region_match: true,

@@ -91,6 +91,44 @@ async fn kafka(k: &KafkaConfig, out: &mut impl Write) -> std::io::Result<bool> {
     Ok(ok)
 }
 
+/// The target table against `database.mapping`: each problem on its own
+/// line with its fix.
+async fn target_table(
+    db: &dyn crate::sink::Database,
+    table: &str,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    match tokio::time::timeout(Duration::from_secs(15), db.check_table()).await {
+        Ok(Ok(map)) => {
+            let fields: Vec<String> = map
+                .mapped()
+                .map(|(c, m)| format!("{c} -> {}", m.column))
+                .collect();
+            writeln!(
+                out,
+                "database: target table {table} fits database.mapping (key {}; {}; version {})",
+                map.key,
+                fields.join(", "),
+                map.version
+                    .as_deref()
+                    .unwrap_or("kept in govsync_row_state")
+            )?;
+            Ok(true)
+        }
+        Ok(Err(e)) => {
+            writeln!(out, "database: {e}")?;
+            Ok(false)
+        }
+        Err(_) => {
+            writeln!(
+                out,
+                "database: reading the catalog of {table} took longer than 15 s"
+            )?;
+            Ok(false)
+        }
+    }
+}
+
 /// Database: connect, then govsync's tables (probed only when everything
 /// so far, `ok`, passed). Returns whether all is well.
 async fn database(cfg: &Config, mut ok: bool, out: &mut impl Write) -> std::io::Result<bool> {
@@ -110,8 +148,12 @@ async fn database(cfg: &Config, mut ok: bool, out: &mut impl Write) -> std::io::
             )?;
         }
         Ok(Ok(db)) => {
+            let mut reached = false;
             match tokio::time::timeout(Duration::from_secs(10), db.ping()).await {
-                Ok(Ok(())) => writeln!(out, "database: reached {} ({})", d.url, db.kind())?,
+                Ok(Ok(())) => {
+                    reached = true;
+                    writeln!(out, "database: reached {} ({})", d.url, db.kind())?
+                }
                 Ok(Err(e)) => {
                     ok = false;
                     writeln!(
@@ -129,7 +171,9 @@ async fn database(cfg: &Config, mut ok: bool, out: &mut impl Write) -> std::io::
                     )?;
                 }
             }
-            if ok {
+            // Checked whenever the database answered (a broker that is down
+            // does not hide a table that does not fit).
+            if reached {
                 let probe = crate::sink::PartitionKey {
                     group: k.group_id.clone(),
                     topic: k.source_topic.clone(),
@@ -145,6 +189,7 @@ async fn database(cfg: &Config, mut ok: bool, out: &mut impl Write) -> std::io::
                         )?;
                     }
                 }
+                ok &= target_table(db.as_ref(), &d.target_table, out).await?;
             }
             db.close().await;
         }

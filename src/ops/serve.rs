@@ -19,6 +19,18 @@ pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     db.ping()
         .await
         .context("the database does not answer (check database.url)")?;
+    // The target table against database.mapping, before anything is
+    // consumed: a missing column stops here, not at the first batch.
+    let map = db
+        .check_table()
+        .await
+        .context("checking the target table")?;
+    tracing::info!(
+        table = %map.table,
+        fields = map.mapped().count(),
+        version = map.version.as_deref().unwrap_or("(govsync_row_state)"),
+        "target table checked against database.mapping"
+    );
     let shutdown = CancellationToken::new();
     let progress = Arc::new(pipeline::Progress::default());
     if let Some(addr) = cfg.metrics_listen {

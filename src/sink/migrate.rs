@@ -83,6 +83,11 @@ pub const POSTGRES: &[Embedded] = &[
         "lean batches",
         include_str!("../../migrations/postgres/0002_lean_batches.sql"),
     ),
+    (
+        3,
+        "row version",
+        include_str!("../../migrations/postgres/0003_row_version.sql"),
+    ),
 ];
 pub const POSTGRES_DEV: &[Embedded] = &[(
     1,
@@ -99,6 +104,11 @@ pub const SQLITE: &[Embedded] = &[
         2,
         "lean batches",
         include_str!("../../migrations/sqlite/0002_lean_batches.sql"),
+    ),
+    (
+        3,
+        "row version",
+        include_str!("../../migrations/sqlite/0003_row_version.sql"),
     ),
 ];
 pub const SQLITE_DEV: &[Embedded] = &[(

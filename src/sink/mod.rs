@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod rollback;
 pub mod sqlite;
 pub mod sqlx_common;
+pub mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -169,6 +170,10 @@ pub struct RowState {
     pub customer_id: String,
     /// By [`DataType::index`].
     pub governed_at: [Option<DateTime<Utc>>; 3],
+    /// The row's write count ([`Row::version`]) as of this state, for a
+    /// target table without a version column of its own
+    /// (`database.mapping.version = ""`); `None` leaves the stored count.
+    pub version: Option<i64>,
 }
 
 /// What [`Tx::write`] knows about the rows it wrote.
@@ -244,6 +249,8 @@ impl<'a> Writes<'a> {
 /// The primitive steps of one database transaction.
 #[async_trait]
 pub trait Tx: Send {
+    /// The target table as mapped (values are planned as it stores them).
+    fn table_map(&self) -> Arc<table::TableMap>;
     /// Locks the partition's watermark row (creating it at 0) and returns it.
     async fn lock_watermark(&mut self, key: &PartitionKey) -> SinkResult<i64>;
     /// Outbox messages of batches whose next offset is in `(from, to]`.
@@ -372,6 +379,10 @@ pub trait Database: Send + Sync {
     /// Creates govsync's tables (and the target table in dev); returns what
     /// was applied.
     async fn migrate(&self, with_target_table: bool) -> SinkResult<Vec<String>>;
+    /// Reads the target table's columns and checks `database.mapping`
+    /// against them (done once; a batch's transaction does it first if
+    /// nothing did). `Err` names every problem and its fix.
+    async fn check_table(&self) -> SinkResult<Arc<table::TableMap>>;
     async fn batches(&self, filter: &BatchFilter) -> SinkResult<Vec<LedgerEntry>>;
     /// Keeps the change log to `retention`, counted from when a row was
     /// logged: drops or deletes what is older, and prepares what is coming

@@ -187,11 +187,17 @@ impl Plan {
 
 /// Plans a batch. `include[i] == false` excludes record `i` (a poison
 /// record found earlier); its decision is `None`.
+///
+/// `normalize` turns a governed value into what its column stores (a score
+/// rounded to a NUMBER's scale, a time cut to a DATE's second:
+/// [`super::table::TableMap::normalize`]), so the plan's images, the
+/// merge policy's comparisons and the verification see the stored value.
 pub fn plan(
     records: &[&Checked],
     include: &[bool],
     snap: &Snapshot,
     policy: impl Fn(DataType) -> ConflictPolicy,
+    normalize: impl Fn(Column, Value) -> Value,
 ) -> Plan {
     let mut rows: HashMap<&str, Row> = HashMap::new();
     let mut is_new: HashSet<&str> = HashSet::new();
@@ -275,7 +281,11 @@ pub fn plan(
         let row = rows.get_mut(cust).expect("present");
 
         // Conflict: someone changed the row after the engine read it.
-        let mut writes: Vec<(Column, Value)> = c.writes.clone();
+        let mut writes: Vec<(Column, Value)> = c
+            .writes
+            .iter()
+            .map(|(col, v)| (*col, normalize(*col, v.clone())))
+            .collect();
         if let (Some(row_t), Some(seen_t)) = (row.last_update, c.seen_last_update)
             && row_t > seen_t
         {
@@ -344,6 +354,7 @@ pub fn plan(
         let mut st = RowState {
             customer_id: cust.to_string(),
             governed_at: [None; 3],
+            version: Some(rows[cust].version),
         };
         for dt in DataType::ALL {
             st.governed_at[dt.index()] = last_gov
@@ -462,7 +473,7 @@ mod tests {
     fn applies_and_counts_versions() {
         let snap = snap_with("江苏南京玄武区中山路123", "2024-01-10 14:30:00");
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
-        let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review);
+        let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review, |_, v| v);
         assert_eq!(p.decisions[0].as_ref().unwrap().outcome, Outcome::Applied);
         assert_eq!(p.updates.len(), 1);
         assert_eq!(p.updates[0].row.address.as_deref(), Some(GOV));
@@ -481,17 +492,23 @@ mod tests {
         // Customer service wrote …123号A座 at 10:25, after the engine read the row.
         let snap = snap_with(CONCURRENT, "2024-01-15 10:25:00");
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
-        let review = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review);
+        let review = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review, |_, v| v);
         assert_eq!(
             review.decisions[0].as_ref().unwrap().outcome,
             Outcome::Conflict
         );
         assert!(review.updates.is_empty());
 
-        let over = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Overwrite);
+        let over = plan(
+            &[&c],
+            &[true],
+            &snap,
+            |_| ConflictPolicy::Overwrite,
+            |_, v| v,
+        );
         assert_eq!(over.updates[0].row.address.as_deref(), Some(GOV));
 
-        let merged = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Merge);
+        let merged = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Merge, |_, v| v);
         let d = merged.decisions[0].as_ref().unwrap();
         assert_eq!((d.outcome, d.operation), (Outcome::Applied, "merge"));
         assert_eq!(merged.updates[0].row.address.as_deref(), Some(CONCURRENT));
@@ -502,7 +519,7 @@ mod tests {
     fn merge_gives_up_on_an_unrelated_concurrent_value() {
         let snap = snap_with("上海市浦东新区世纪大道100号", "2024-01-15 10:25:00");
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
-        let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Merge);
+        let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Merge, |_, v| v);
         assert_eq!(p.decisions[0].as_ref().unwrap().outcome, Outcome::Conflict);
         assert!(p.updates.is_empty());
     }
@@ -522,7 +539,13 @@ mod tests {
             "江苏省南京市玄武区中山路2号",
             "2024-01-15T11:00:00+08:00",
         );
-        let p = plan(&[&a, &b], &[true, true], &snap, |_| ConflictPolicy::Review);
+        let p = plan(
+            &[&a, &b],
+            &[true, true],
+            &snap,
+            |_| ConflictPolicy::Review,
+            |_, v| v,
+        );
         assert_eq!(p.updates.len(), 1);
         assert_eq!(p.updates[0].row.version, 5);
         assert_eq!(
@@ -546,9 +569,13 @@ mod tests {
         let stale = checked("e2", "C1", GOV, "2024-01-15T11:00:00+08:00");
         let fresh = checked("e3", "C1", GOV, "2024-01-15T13:00:00+08:00");
         let again = checked("e3", "C1", GOV, "2024-01-15T13:00:00+08:00");
-        let p = plan(&[&dup, &stale, &fresh, &again], &[true; 4], &snap, |_| {
-            ConflictPolicy::Review
-        });
+        let p = plan(
+            &[&dup, &stale, &fresh, &again],
+            &[true; 4],
+            &snap,
+            |_| ConflictPolicy::Review,
+            |_, v| v,
+        );
         let o: Vec<Outcome> = p
             .decisions
             .iter()
@@ -570,7 +597,7 @@ mod tests {
         let mut snap = snap_with("old", "2024-01-10 14:30:00");
         snap.set_last_governed("C1", DataType::Phone, t("2024-01-16T00:00:00+08:00"));
         let c = checked("e1", "C1", GOV, "2024-01-15T10:20:00+08:00");
-        let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review);
+        let p = plan(&[&c], &[true], &snap, |_| ConflictPolicy::Review, |_, v| v);
         assert_eq!(p.decisions[0].as_ref().unwrap().outcome, Outcome::Applied);
     }
 
@@ -582,9 +609,13 @@ mod tests {
         ins.seen_last_update = None;
         let upd = checked("e2", "NEW", CONCURRENT, "2024-01-15T10:05:00+08:00");
         let missing = checked("e3", "GHOST", GOV, "2024-01-15T10:05:00+08:00");
-        let p = plan(&[&ins, &upd, &missing], &[true; 3], &snap, |_| {
-            ConflictPolicy::Review
-        });
+        let p = plan(
+            &[&ins, &upd, &missing],
+            &[true; 3],
+            &snap,
+            |_| ConflictPolicy::Review,
+            |_, v| v,
+        );
         assert_eq!(p.inserts.len(), 1);
         assert!(p.updates.is_empty());
         assert_eq!(p.inserts[0].row.version, 2);
@@ -596,7 +627,7 @@ mod tests {
     fn excluded_records_are_skipped() {
         let snap = snap_with("old", "2024-01-10 14:30:00");
         let a = checked("e1", "C1", GOV, "2024-01-15T10:00:00+08:00");
-        let p = plan(&[&a], &[false], &snap, |_| ConflictPolicy::Review);
+        let p = plan(&[&a], &[false], &snap, |_| ConflictPolicy::Review, |_, v| v);
         assert!(p.decisions[0].is_none());
         assert!(p.updates.is_empty());
     }

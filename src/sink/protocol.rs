@@ -185,7 +185,14 @@ async fn attempt(
     let (plan, poison) = match mode {
         Mode::Fast => {
             let include = vec![true; checked.len()];
-            let plan = plan::plan(&checked, &include, &snap, |dt| opts.policy(dt));
+            let map = tx.table_map();
+            let plan = plan::plan(
+                &checked,
+                &include,
+                &snap,
+                |dt| opts.policy(dt),
+                |c, v| map.normalize(c, v),
+            );
             (plan, Vec::new())
         }
         Mode::Bisect => {
@@ -374,7 +381,14 @@ async fn bisect(
     let mut poison: Vec<(usize, SinkError)> = Vec::new();
     let max_poison = ((checked.len() as f64 * opts.max_poison_fraction).floor() as usize).max(1);
     loop {
-        let plan = plan::plan(checked, &include, snap, |dt| opts.policy(dt));
+        let map = tx.table_map();
+        let plan = plan::plan(
+            checked,
+            &include,
+            snap,
+            |dt| opts.policy(dt),
+            |c, v| map.normalize(c, v),
+        );
         let log = log_entries(batch, live, checked, &plan);
         step(timings, "savepoint", tx.savepoint()).await?;
         let changes = Writes::changes(&batch.batch_id, &log, &plan.updates, &plan.inserts);
@@ -495,7 +509,14 @@ async fn find_culprit(
         for &i in &candidates[..mid] {
             probe[i] = true;
         }
-        let plan = plan::plan(checked, &probe, snap, |dt| opts.policy(dt));
+        let map = tx.table_map();
+        let plan = plan::plan(
+            checked,
+            &probe,
+            snap,
+            |dt| opts.policy(dt),
+            |c, v| map.normalize(c, v),
+        );
         let log = log_entries(batch, live, checked, &plan);
         tx.savepoint().await?;
         let r = tx

@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use super::plan::RowWrite;
 use super::protocol::{verify, written_ids};
-use super::{Database, LedgerEntry, LogEntry, SinkError, SinkResult};
+use super::{Database, LedgerEntry, LogEntry, RowState, SinkError, SinkResult};
 use crate::event::{Column, DataType, Row, columns::value_from_json};
 
 /// What a rollback did (or would do, with `dry_run`).
@@ -79,6 +79,23 @@ pub async fn rollback(
             if let Some(c) = Column::parse(name) {
                 span.last_after.insert(c, v.clone());
             }
+        }
+    }
+    // Images hold govsync's logical field names, so a batch written before
+    // a column was renamed rolls back into the renamed column; a field that
+    // is no longer mapped cannot be restored.
+    let map = tx.table_map();
+    for span in spans.values() {
+        if let Some(c) = span
+            .first_before
+            .keys()
+            .chain(span.last_after.keys())
+            .find(|c| map.field(**c).is_none())
+        {
+            return Err(SinkError::Fatal(format!(
+                "batch {batch_id} wrote `{c}`, which database.mapping.columns no longer maps to \
+                 a column; map it again to roll this batch back"
+            )));
         }
     }
     let ids: Vec<String> = spans.keys().cloned().collect();
@@ -153,6 +170,28 @@ pub async fn rollback(
     }
     tx.write_changes(&rb_id, &log, &updates, &[], &report.deleted)
         .await?;
+    // The restored rows' write count, where govsync keeps it (a table
+    // without a version column): their states with the new version.
+    if !updates.is_empty() {
+        let ids = written_ids(&updates, &[]);
+        let mut states: BTreeMap<String, RowState> = tx
+            .row_states(&ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.customer_id.clone(), s))
+            .collect();
+        for w in &updates {
+            states
+                .entry(w.customer_id.clone())
+                .or_insert_with(|| RowState {
+                    customer_id: w.customer_id.clone(),
+                    ..RowState::default()
+                })
+                .version = Some(w.row.version);
+        }
+        let states: Vec<RowState> = states.into_values().collect();
+        tx.write_state(&states).await?;
+    }
     let mut counts = BTreeMap::new();
     counts.insert("restored".to_string(), report.restored.len() as i64);
     counts.insert("deleted".to_string(), report.deleted.len() as i64);

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,9 +19,10 @@ use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
 use super::plan::RowWrite;
 use super::sqlx_common::{Arg, Dialect, SqlxDatabase};
+use super::table::{Adapter, Catalog, CatalogColumn, SqlType, TableMap, quote};
 use super::{EventKey, LogEntry, PartitionKey, RowState, SinkError, SinkResult, migrate};
 use crate::config::DatabaseConfig;
-use crate::event::Row;
+use crate::event::{Column, Row, Value};
 use crate::message::{OutMessage, encode_headers};
 
 pub fn time_text(t: DateTime<Utc>) -> String {
@@ -32,41 +34,227 @@ fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// SQL texts that name the target table, built once from its mapping.
+/// Values cross as JSON arrays already in the table's encoding
+/// ([`physical`]); rows come back as the table stores them and are decoded
+/// into logical fields in Rust ([`row_from`]).
 #[derive(Debug)]
 pub struct Sql {
+    map: Arc<TableMap>,
     lock_rows: String,
     update: String,
     insert: String,
     delete: String,
 }
 
-const ROW_COLUMNS: &str = "customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
-    quality_score, validation_status, review_flag, review_priority, last_governance_time, last_update, version";
-
 impl Sql {
-    fn new(table: &str) -> Self {
+    fn new(map: Arc<TableMap>) -> Self {
+        let table = &map.table;
+        let key = map.key_quoted();
+        // Read: the key, the twelve fields (NULL where unmapped), the last
+        // update, the version (the table's, or govsync's count).
+        let mut read = vec![format!("t.{key}")];
+        for c in Column::ALL {
+            read.push(
+                map.field(c)
+                    .map_or("NULL".to_string(), |m| format!("t.{}", m.quoted())),
+            );
+        }
+        read.push(
+            map.last_update
+                .as_ref()
+                .map_or("NULL".to_string(), |m| format!("t.{}", m.quoted())),
+        );
+        let (version, join) = match &map.version {
+            Some(v) => (format!("t.{}", quote(v)), String::new()),
+            None => (
+                "coalesce(s.version, 0)".to_string(),
+                format!(" LEFT JOIN govsync_row_state s ON s.customer_id = t.{key}"),
+            ),
+        };
+        read.push(version);
+        // Write: element i of each JSON row is field i (1..=12), then the
+        // version (13) and the name (14).
+        let mut set = Vec::new();
+        let mut cols = vec![key.clone()];
+        let mut vals = vec!["j.value->>0".to_string()];
+        for (i, c) in Column::ALL.into_iter().enumerate() {
+            if let Some(m) = map.field(c) {
+                set.push(format!("{} = j.value->>{}", m.quoted(), i + 1));
+                cols.push(m.quoted());
+                vals.push(format!("j.value->>{}", i + 1));
+            }
+        }
+        if let Some(v) = &map.version {
+            set.push(format!("{} = j.value->>13", quote(v)));
+            cols.push(quote(v));
+            vals.push("j.value->>13".into());
+        }
+        if let Some(n) = &map.name {
+            cols.push(quote(n));
+            vals.push("j.value->>14".into());
+        }
         Sql {
             lock_rows: format!(
-                "SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id IN (SELECT value FROM json_each(?1)) ORDER BY customer_id"
+                "SELECT {} FROM {table} AS t{join} WHERE t.{key} IN (SELECT value FROM json_each(?1)) ORDER BY t.{key}",
+                read.join(", ")
             ),
             update: format!(
-                "UPDATE {table} SET address = j.value->>1, geo_lat = j.value->>2, geo_lon = j.value->>3, \
-                 geo_accuracy = j.value->>4, id_card = j.value->>5, phone = j.value->>6, carrier_info = j.value->>7, \
-                 quality_score = j.value->>8, validation_status = j.value->>9, review_flag = j.value->>10, \
-                 review_priority = j.value->>11, last_governance_time = j.value->>12, version = j.value->>13 \
-                 FROM jsonb_each(?1) AS j WHERE {table}.customer_id = j.value->>0"
+                "UPDATE {table} SET {} FROM jsonb_each(?1) AS j WHERE {table}.{key} = j.value->>0",
+                set.join(", ")
             ),
             insert: format!(
-                "INSERT INTO {table} (customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
-                 quality_score, validation_status, review_flag, review_priority, last_governance_time, version, name) \
-                 SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, \
-                 j.value->>7, j.value->>8, j.value->>9, j.value->>10, j.value->>11, j.value->>12, j.value->>13, \
-                 j.value->>14 FROM jsonb_each(?1) AS j"
+                "INSERT INTO {table} ({}) SELECT {} FROM jsonb_each(?1) AS j",
+                cols.join(", "),
+                vals.join(", ")
             ),
-            delete: format!(
-                "DELETE FROM {table} WHERE customer_id IN (SELECT value FROM json_each(?1))"
-            ),
+            delete: format!("DELETE FROM {table} WHERE {key} IN (SELECT value FROM json_each(?1))"),
+            map,
         }
+    }
+}
+
+/// The catalog of `table` (`name` or `schema.name`): `pragma_table_info`
+/// and the unique indexes of one column (`pragma_index_list`/`_info`).
+async fn read_catalog(
+    pool: &sqlx::SqlitePool,
+    table: &str,
+) -> SinkResult<Option<(String, Catalog)>> {
+    let (schema, name) = match table.split_once('.') {
+        Some((s, n)) => (s, n),
+        None => ("main", table),
+    };
+    let rows = sqlx::query("SELECT name, type, pk FROM pragma_table_info(?1, ?2) ORDER BY cid")
+        .bind(name)
+        .bind(schema)
+        .fetch_all(pool)
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut catalog = Catalog::default();
+    let mut pk = Vec::new();
+    for r in &rows {
+        let col: String = r.try_get(0)?;
+        if r.try_get::<i64, _>(2)? > 0 {
+            pk.push(col.clone());
+        }
+        catalog.columns.push(CatalogColumn {
+            name: col,
+            ty: declared_type(&r.try_get::<String, _>(1)?),
+        });
+    }
+    if pk.len() == 1 {
+        catalog.unique.extend(pk);
+    }
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM pragma_index_list(?1, ?2) WHERE \"unique\" = 1 AND partial = 0",
+    )
+    .bind(name)
+    .bind(schema)
+    .fetch_all(pool)
+    .await?;
+    for idx in indexes {
+        let cols: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT name FROM pragma_index_info(?1, ?2)")
+                .bind(&idx)
+                .bind(schema)
+                .fetch_all(pool)
+                .await?;
+        if let [Some(c)] = cols.as_slice() {
+            catalog.unique.push(c.clone());
+        }
+    }
+    let sql_name = match table.split_once('.') {
+        Some((s, n)) => format!("{}.{}", quote(s), quote(n)),
+        None => quote(table),
+    };
+    Ok(Some((sql_name, catalog)))
+}
+
+/// A declared SQLite type in the adapters' terms (SQLite keeps the text of
+/// the declaration; its affinity rules decide little here).
+fn declared_type(t: &str) -> SqlType {
+    let u = t.to_ascii_uppercase();
+    let args: Vec<u32> = u
+        .split_once('(')
+        .map(|(_, a)| {
+            a.trim_end_matches(')')
+                .split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if u.contains("WITH TIME ZONE") || u.contains("TIMESTAMPTZ") {
+        SqlType::TimestampTz { digits: 6 }
+    } else if u.contains("TIMESTAMP") || u.contains("DATETIME") {
+        SqlType::Timestamp {
+            digits: args.first().copied().unwrap_or(6).min(6),
+        }
+    } else if u.contains("DATE") {
+        SqlType::DateTime
+    } else if u.contains("BOOL") {
+        SqlType::Boolean
+    } else if u.contains("CHAR") || u.contains("CLOB") || u.contains("TEXT") {
+        SqlType::Text {
+            len: args.first().copied(),
+        }
+    } else if u.contains("INT") {
+        SqlType::Integer
+    } else if u.contains("REAL") || u.contains("FLOA") || u.contains("DOUB") {
+        SqlType::Float
+    } else if u.contains("NUMERIC") || u.contains("DECIMAL") || u.contains("NUMBER") {
+        SqlType::Decimal {
+            scale: match args.as_slice() {
+                [_, s] => *s,
+                [_] => 0,
+                _ => 10,
+            },
+        }
+    } else {
+        SqlType::Other(if t.is_empty() {
+            "a column without a declared type".into()
+        } else {
+            t.to_string()
+        })
+    }
+}
+
+/// A logical value as the column stores it (a JSON value bound in a row).
+fn physical(map: &TableMap, adapter: Option<Adapter>, v: Value) -> serde_json::Value {
+    match (adapter, v) {
+        (_, Value::Null) | (None, _) => serde_json::Value::Null,
+        (Some(Adapter::BoolYn), Value::Bool(b)) => json!(if b { "Y" } else { "N" }),
+        (Some(_), Value::Bool(b)) => json!(i64::from(b)),
+        (Some(Adapter::TimeLocal { digits }), Value::Time(t)) => {
+            json!(local_text(map, t, digits))
+        }
+        (Some(_), Value::Time(t)) => json!(time_text(t)),
+        (Some(_), Value::Float(x)) => json!(x),
+        (Some(_), Value::Text(s)) => json!(s),
+    }
+}
+
+/// Local wall-clock time in the mapping's zone, as SQLite's date functions
+/// write it (`YYYY-MM-DD HH:MM:SS` and the fraction's `digits`).
+fn local_text(map: &TableMap, t: DateTime<Utc>, digits: u32) -> String {
+    let local = map.to_local(t);
+    match digits {
+        0 => local.format("%Y-%m-%d %H:%M:%S").to_string(),
+        1..=3 => local.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        _ => local.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+    }
+}
+
+/// A stored time back as UTC: RFC 3339 text, or local text in the zone.
+fn stored_time(map: &TableMap, adapter: Adapter, s: Option<String>) -> Option<DateTime<Utc>> {
+    match adapter {
+        Adapter::TimeLocal { .. } => s.and_then(|s| {
+            chrono::NaiveDateTime::parse_from_str(&s.replacen('T', " ", 1), "%Y-%m-%d %H:%M:%S%.f")
+                .ok()
+                .and_then(|n| map.from_local(n))
+        }),
+        _ => parse_time(s),
     }
 }
 
@@ -87,7 +275,7 @@ impl SqliteDatabase {
             .acquire_timeout(cfg.connect_timeout)
             .connect_with(opts)
             .await?;
-        Ok(SqlxDatabase::new(pool, Sql::new(&cfg.target_table)))
+        Ok(SqlxDatabase::new(pool, cfg))
     }
 }
 
@@ -95,50 +283,55 @@ fn json_ids(ids: &[String]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-fn row_from(r: &SqliteRow) -> Result<(String, Row), sqlx::Error> {
-    Ok((
-        r.try_get(0)?,
-        Row {
-            address: r.try_get(1)?,
-            geo_lat: r.try_get(2)?,
-            geo_lon: r.try_get(3)?,
-            geo_accuracy: r.try_get(4)?,
-            id_card: r.try_get(5)?,
-            phone: r.try_get(6)?,
-            carrier_info: r.try_get(7)?,
-            quality_score: r.try_get(8)?,
-            validation_status: r.try_get(9)?,
-            review_flag: r.try_get::<Option<i64>, _>(10)?.map(|v| v != 0),
-            review_priority: r.try_get(11)?,
-            last_governance_time: parse_time(r.try_get(12)?),
-            last_update: parse_time(r.try_get(13)?),
-            version: r.try_get(14)?,
-        },
-    ))
+/// A stored row as govsync's logical fields (see [`Sql::new`]'s columns).
+fn row_from(map: &TableMap, r: &SqliteRow) -> Result<(String, Row), sqlx::Error> {
+    let mut row = Row::default();
+    for (i, c) in Column::ALL.into_iter().enumerate() {
+        let Some(m) = map.field(c) else { continue };
+        let i = i + 1;
+        let v = match m.adapter {
+            Adapter::Text => r.try_get::<Option<String>, _>(i)?.map(Value::Text),
+            Adapter::Float | Adapter::Decimal { .. } => {
+                r.try_get_unchecked::<Option<f64>, _>(i)?.map(Value::Float)
+            }
+            Adapter::Bool | Adapter::BoolNumber | Adapter::Integer => r
+                .try_get_unchecked::<Option<i64>, _>(i)?
+                .map(|v| Value::Bool(v != 0)),
+            Adapter::BoolYn => r
+                .try_get::<Option<String>, _>(i)?
+                .and_then(|v| match v.as_str() {
+                    "Y" => Some(Value::Bool(true)),
+                    "N" => Some(Value::Bool(false)),
+                    _ => None,
+                }),
+            Adapter::TimeTz { .. } | Adapter::TimeLocal { .. } | Adapter::TimeText => {
+                stored_time(map, m.adapter, r.try_get(i)?).map(Value::Time)
+            }
+        };
+        row.set(c, &v.unwrap_or(Value::Null));
+    }
+    row.last_update = match &map.last_update {
+        Some(m) => stored_time(map, m.adapter, r.try_get(13)?),
+        None => None,
+    };
+    row.version = r.try_get_unchecked(14)?;
+    Ok((r.try_get(0)?, row))
 }
 
-fn rows_json(writes: &[RowWrite]) -> String {
+/// Rows to write as one JSON array: per row the key, the twelve fields in
+/// the table's encoding, the version and the name.
+fn rows_json(map: &TableMap, writes: &[RowWrite]) -> String {
     let arr: Vec<serde_json::Value> = writes
         .iter()
         .map(|w| {
-            let r = &w.row;
-            json!([
-                w.customer_id,
-                r.address,
-                r.geo_lat,
-                r.geo_lon,
-                r.geo_accuracy,
-                r.id_card,
-                r.phone,
-                r.carrier_info,
-                r.quality_score,
-                r.validation_status,
-                r.review_flag,
-                r.review_priority,
-                r.last_governance_time.map(time_text),
-                r.version,
-                w.name,
-            ])
+            let mut v = Vec::with_capacity(15);
+            v.push(json!(w.customer_id));
+            for c in Column::ALL {
+                v.push(physical(map, map.field(c).map(|m| m.adapter), w.row.get(c)));
+            }
+            v.push(json!(w.row.version));
+            v.push(json!(w.name));
+            serde_json::Value::Array(v)
         })
         .collect();
     serde_json::Value::Array(arr).to_string()
@@ -170,6 +363,21 @@ impl Dialect for Sqlite {
         after_image FROM govsync_change_log WHERE batch_id = ?1 AND outcome IN ('applied', 'flagged') \
         ORDER BY id";
     type TableSql = Sql;
+
+    fn table_sql(map: Arc<TableMap>) -> Sql {
+        Sql::new(map)
+    }
+
+    fn table_map(sql: &Sql) -> Arc<TableMap> {
+        sql.map.clone()
+    }
+
+    async fn read_catalog(
+        pool: &sqlx::Pool<Self>,
+        table: &str,
+    ) -> SinkResult<Option<(String, Catalog)>> {
+        read_catalog(pool, table).await
+    }
 
     fn bind<'q>(
         q: sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments>,
@@ -236,7 +444,10 @@ impl Dialect for Sqlite {
             .bind(json_ids(ids))
             .fetch_all(&mut **tx)
             .await?;
-        Ok(rows.iter().map(row_from).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(|r| row_from(&sql.map, r))
+            .collect::<Result<_, _>>()?)
     }
 
     /// One writer at a time: the transaction's write lock covers the rows.
@@ -286,6 +497,7 @@ impl Dialect for Sqlite {
                         parse_time(r.try_get(2)?),
                         parse_time(r.try_get(3)?),
                     ],
+                    version: None,
                 })
             })
             .collect()
@@ -303,14 +515,17 @@ impl Dialect for Sqlite {
                     s.governed_at[0].map(time_text),
                     s.governed_at[1].map(time_text),
                     s.governed_at[2].map(time_text),
+                    s.version,
                 ])
             })
             .collect();
         sqlx::query(
             "INSERT INTO govsync_row_state (customer_id, address_governed_at, id_card_governed_at, \
-             phone_governed_at) SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3 FROM jsonb_each(?1) AS j \
+             phone_governed_at, version) SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4 \
+             FROM jsonb_each(?1) AS j \
              WHERE true ON CONFLICT (customer_id) DO UPDATE SET address_governed_at = excluded.address_governed_at, \
-             id_card_governed_at = excluded.id_card_governed_at, phone_governed_at = excluded.phone_governed_at",
+             id_card_governed_at = excluded.id_card_governed_at, phone_governed_at = excluded.phone_governed_at, \
+             version = coalesce(excluded.version, govsync_row_state.version)",
         )
         .bind(serde_json::Value::Array(arr).to_string())
         .execute(&mut **tx)
@@ -358,7 +573,7 @@ impl Dialect for Sqlite {
         }
         if !updates.is_empty() {
             let done = sqlx::query(AssertSqlSafe(sql.update.clone()))
-                .bind(rows_json(updates))
+                .bind(rows_json(&sql.map, updates))
                 .execute(&mut **tx)
                 .await?;
             if done.rows_affected() != updates.len() as u64 {
@@ -371,7 +586,7 @@ impl Dialect for Sqlite {
         }
         if !inserts.is_empty() {
             sqlx::query(AssertSqlSafe(sql.insert.clone()))
-                .bind(rows_json(inserts))
+                .bind(rows_json(&sql.map, inserts))
                 .execute(&mut **tx)
                 .await?;
         }

@@ -19,10 +19,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 
 use super::plan::RowWrite;
+use super::table::{Catalog, TableMap};
 use super::{
     BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, RowState,
     SinkError, SinkResult, Snapshot, Stored, Tx, Writes,
 };
+use crate::config::{DatabaseConfig, TableMapping};
 use crate::event::Row;
 use crate::message::{OutMessage, decode_headers};
 
@@ -64,6 +66,13 @@ where
 
     /// The dialect's texts of the statements that name the target table.
     type TableSql: Send + Sync + std::fmt::Debug;
+
+    /// Builds the statements that name the target table from its mapping.
+    fn table_sql(map: Arc<TableMap>) -> Self::TableSql;
+    fn table_map(sql: &Self::TableSql) -> Arc<TableMap>;
+    /// The catalog of `table` (as configured) and how SQL names it;
+    /// `None` when there is no such table.
+    async fn read_catalog(pool: &Pool<Self>, table: &str) -> SinkResult<Option<(String, Catalog)>>;
 
     fn bind<'q>(q: Query<'q, Self>, a: Arg<'_>) -> Query<'q, Self>;
     fn get_text(row: &Self::Row, i: usize) -> Result<Option<String>, sqlx::Error>;
@@ -268,6 +277,10 @@ where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     D::Arguments: IntoArguments<D>,
 {
+    fn table_map(&self) -> Arc<TableMap> {
+        D::table_map(&self.table)
+    }
+
     async fn lock_watermark(&mut self, key: &PartitionKey) -> SinkResult<i64> {
         let shared = self.shared.clone();
         let args = key_args(key);
@@ -487,7 +500,10 @@ where
 {
     pub(super) pool: Pool<D>,
     pub(super) shared: Arc<SharedSql>,
-    pub(super) table: Arc<D::TableSql>,
+    /// `database.target_table` and `database.mapping`.
+    target: (String, TableMapping),
+    /// Resolved on first use ([`Database::check_table`]).
+    table: tokio::sync::OnceCell<Arc<D::TableSql>>,
 }
 
 impl<D: Dialect> SqlxDatabase<D>
@@ -495,12 +511,32 @@ where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     D::Arguments: IntoArguments<D>,
 {
-    pub fn new(pool: Pool<D>, table: D::TableSql) -> Self {
+    pub fn new(pool: Pool<D>, cfg: &DatabaseConfig) -> Self {
         SqlxDatabase {
             pool,
             shared: Arc::new(SharedSql::new::<D>()),
-            table: Arc::new(table),
+            target: (cfg.target_table.clone(), cfg.mapping.clone()),
+            table: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The target table's statements, built once its catalog has been
+    /// checked against the mapping.
+    async fn table(&self) -> SinkResult<Arc<D::TableSql>> {
+        self.table
+            .get_or_try_init(|| async {
+                let (name, mapping) = &self.target;
+                let catalog = D::read_catalog(&self.pool, name).await?;
+                let (sql_name, catalog) = match catalog {
+                    Some((n, c)) => (n, Some(c)),
+                    None => (name.clone(), None),
+                };
+                let map = super::table::resolve(mapping, name, sql_name, catalog.as_ref())
+                    .map_err(|e| SinkError::Fatal(e.to_string()))?;
+                Ok(Arc::new(D::table_sql(Arc::new(map))))
+            })
+            .await
+            .cloned()
     }
 }
 
@@ -519,6 +555,7 @@ where
     }
 
     async fn begin(&self) -> SinkResult<Box<dyn Tx>> {
+        let table = self.table().await?;
         let tx = match D::BEGIN {
             Some(stmt) => self.pool.begin_with(stmt).await?,
             None => self.pool.begin().await?,
@@ -526,7 +563,7 @@ where
         Ok(Box::new(SqlxTx::<D> {
             tx,
             shared: self.shared.clone(),
-            table: self.table.clone(),
+            table,
         }))
     }
 
@@ -551,6 +588,10 @@ where
 
     async fn maintain(&self, retention: std::time::Duration) -> SinkResult<String> {
         D::maintain(&self.pool, retention).await
+    }
+
+    async fn check_table(&self) -> SinkResult<Arc<TableMap>> {
+        Ok(D::table_map(&*self.table().await?))
     }
 
     async fn batches(&self, f: &BatchFilter) -> SinkResult<Vec<LedgerEntry>> {

@@ -180,6 +180,10 @@ impl OracleDatabase {
 
 #[async_trait]
 impl Database for OracleDatabase {
+    async fn check_table(&self) -> SinkResult<Arc<crate::sink::table::TableMap>> {
+        Ok(self.sql.map.clone())
+    }
+
     fn kind(&self) -> &'static str {
         "oracle"
     }

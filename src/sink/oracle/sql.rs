@@ -6,9 +6,11 @@
 //! Placeholders are bound by position: [`super::binds`] builds each
 //! statement's binds in the order of its placeholders.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sink::migrate::Embedded;
+use crate::sink::table::{Adapter, TableMap};
 
 /// The id list of the queries that take one: a bound collection.
 const IDS: &str = "SELECT /*+ CARDINALITY(ids 1000) */ ids.column_value FROM TABLE(:p_ids) ids";
@@ -108,6 +110,8 @@ pub const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT govsync_write";
 /// built once.
 #[derive(Debug)]
 pub struct Sql {
+    /// The target table as mapped.
+    pub map: Arc<TableMap>,
     pub watermark_lock: String,
     pub lock_rows: String,
     pub read_rows: String,
@@ -125,6 +129,7 @@ impl Sql {
     pub fn new(table: &str, lock_wait: Duration) -> Self {
         let wait = lock_wait_secs(lock_wait);
         Sql {
+            map: Arc::new(TableMap::dev(table, Adapter::BoolNumber, Adapter::Float)),
             watermark_lock: format!("{WATERMARK_READ} FOR UPDATE WAIT {wait}"),
             lock_rows: format!(
                 "SELECT {ROW_SELECT} FROM {table} WHERE customer_id IN ({IDS}) \

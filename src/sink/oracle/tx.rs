@@ -122,6 +122,10 @@ impl Drop for OracleTx {
 
 #[async_trait]
 impl Tx for OracleTx {
+    fn table_map(&self) -> Arc<crate::sink::table::TableMap> {
+        self.sql.map.clone()
+    }
+
     async fn lock_watermark(&mut self, key: &PartitionKey) -> SinkResult<i64> {
         let key = key.clone();
         self.call(move |conn, sql| {
@@ -218,6 +222,7 @@ impl Tx for OracleTx {
                 Ok(RowState {
                     customer_id: r.get(0)?,
                     governed_at: [at(1)?, at(2)?, at(3)?],
+                    version: None,
                 })
             })
         })

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,64 +19,277 @@ use sqlx::{AssertSqlSafe, Postgres, Row as _, Transaction};
 
 use super::plan::RowWrite;
 use super::sqlx_common::{Arg, Dialect, SqlxDatabase, SqlxTx};
+use super::table::{Adapter, Catalog, CatalogColumn, SqlType, TableMap, quote};
 use super::{
     EventKey, LogEntry, PartitionKey, RowState, SinkError, SinkResult, Snapshot, Stored, Writes,
     migrate,
 };
 use crate::config::DatabaseConfig;
-use crate::event::Row;
+use crate::event::{Column, Row};
 use crate::message::OutMessage;
 
 mod write;
 
 use write::{Statement, outbox_part, state_part, write_all};
 
-const ROW_COLUMNS: &str = "customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
-    quality_score, validation_status, review_flag, review_priority, last_governance_time, last_update, version";
-
 /// Daily change-log partitions created ahead of time.
 const PARTITIONS_AHEAD: i32 = 7;
 
-/// SQL texts that name the (configurable) target table, built once.
+/// SQL texts that name the target table, built once from its mapping
+/// ([`TableMap`]). Every read returns govsync's logical fields in the
+/// order of [`row_at`], whatever the table calls and encodes them; every
+/// write turns the logical values back into the table's encoding
+/// ([`read_expr`], [`write_expr`]).
 #[derive(Debug)]
 pub struct Sql {
+    map: Arc<TableMap>,
     table: String,
     lock_rows: String,
     read_rows: String,
     snapshot: String,
-    /// `ROW_COLUMNS` qualified by the update's alias.
+    /// `UPDATE … SET` list from `u` (the unnested logical values).
+    set_list: String,
+    /// `INSERT` columns and the matching `SELECT` list from `u`.
+    insert_columns: String,
+    insert_values: String,
+    /// The written row as stored, in logical fields, from alias `c`.
     returning: String,
+    /// The logical fields compared between what was written and what is
+    /// stored (the key first).
+    compared: Vec<&'static str>,
+}
+
+/// The logical fields of a row read back, after the id (see [`row_at`]).
+const FIELDS: [&str; 12] = [
+    "address",
+    "geo_lat",
+    "geo_lon",
+    "geo_accuracy",
+    "id_card",
+    "phone",
+    "carrier_info",
+    "quality_score",
+    "validation_status",
+    "review_flag",
+    "review_priority",
+    "last_governance_time",
+];
+
+/// SQL type of a logical field's value.
+fn logical_type(c: Column) -> &'static str {
+    match c {
+        Column::GeoLat | Column::GeoLon | Column::QualityScore => "float8",
+        Column::ReviewFlag => "bool",
+        Column::LastGovernanceTime => "timestamptz",
+        _ => "text",
+    }
+}
+
+/// The column `col` (already qualified) read as its logical value.
+fn read_expr(col: &str, adapter: Adapter, zone: &str) -> String {
+    match adapter {
+        Adapter::Text => format!("{col}::text"),
+        Adapter::Float | Adapter::Decimal { .. } => format!("{col}::float8"),
+        Adapter::Bool | Adapter::TimeTz { .. } => col.to_string(),
+        Adapter::BoolNumber => format!("({col} <> 0)"),
+        Adapter::BoolYn => format!("CASE {col} WHEN 'Y' THEN true WHEN 'N' THEN false END"),
+        Adapter::TimeLocal { .. } => format!("({col} AT TIME ZONE INTERVAL '{zone}')"),
+        Adapter::TimeText => format!("{col}::timestamptz"),
+        Adapter::Integer => format!("{col}::int8"),
+    }
+}
+
+/// The logical value `v` as the column stores it.
+fn write_expr(v: &str, adapter: Adapter, zone: &str) -> String {
+    match adapter {
+        Adapter::BoolNumber => format!("CASE WHEN {v} THEN 1 WHEN NOT {v} THEN 0 END"),
+        Adapter::BoolYn => format!("CASE WHEN {v} THEN 'Y' WHEN NOT {v} THEN 'N' END"),
+        Adapter::TimeLocal { .. } => format!("({v} AT TIME ZONE INTERVAL '{zone}')"),
+        Adapter::TimeText => {
+            format!("to_char({v} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        }
+        _ => v.to_string(),
+    }
 }
 
 impl Sql {
-    fn new(table: &str) -> Self {
-        let returning = ROW_COLUMNS
-            .split(", ")
-            .map(|c| format!("c.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+    pub fn new(map: Arc<TableMap>) -> Self {
+        let table = map.table.clone();
+        let key = map.key_quoted();
+        let zone = map.zone.to_string();
+        // The logical row from the table aliased `c` (and its state `s`
+        // where the version is govsync's own).
+        let row_from_c = |with_key: bool| {
+            let mut cols: Vec<String> = Vec::new();
+            if with_key {
+                cols.push(format!("c.{key}::text AS customer_id"));
+            }
+            for (c, f) in Column::ALL.into_iter().zip(FIELDS) {
+                cols.push(match map.field(c) {
+                    Some(m) => format!(
+                        "{} AS {f}",
+                        read_expr(&format!("c.{}", m.quoted()), m.adapter, &zone)
+                    ),
+                    None => format!("NULL::{} AS {f}", logical_type(c)),
+                });
+            }
+            cols.push(match &map.last_update {
+                Some(m) => format!(
+                    "{} AS last_update",
+                    read_expr(&format!("c.{}", m.quoted()), m.adapter, &zone)
+                ),
+                None => "NULL::timestamptz AS last_update".into(),
+            });
+            cols
+        };
+        let version_of_c = match &map.version {
+            Some(v) => format!("c.{}::int8", quote(v)),
+            None => "coalesce(s.version, 0)::int8".into(),
+        };
+        let state_join = if map.version.is_some() {
+            String::new()
+        } else {
+            format!(" LEFT JOIN govsync_row_state s ON s.customer_id = c.{key} COLLATE \"C\"")
+        };
+        let select_rows = format!(
+            "SELECT {}, {version_of_c} AS version FROM {table} AS c{state_join} WHERE c.{key} = ANY($1)",
+            row_from_c(true).join(", ")
+        );
+        // The snapshot: the rows (locked, in key order) and their states,
+        // one line per id whether the row exists or not.
+        let version_in_snapshot = if map.version.is_some() {
+            "l.version"
+        } else {
+            "coalesce(s.version, 0)::int8"
+        };
+        let mut locked = row_from_c(true);
+        if let Some(v) = &map.version {
+            locked.push(format!("c.{}::int8 AS version", quote(v)));
+        }
+        let snapshot = format!(
+            "WITH locked AS (SELECT {} FROM {table} AS c WHERE c.{key} = ANY($1) ORDER BY c.{key} FOR UPDATE) \
+             SELECT ids.id, l.address, l.geo_lat, l.geo_lon, l.geo_accuracy, l.id_card, l.phone, \
+             l.carrier_info, l.quality_score, l.validation_status, l.review_flag, l.review_priority, \
+             l.last_governance_time, l.last_update, {version_in_snapshot}, l.customer_id IS NOT NULL, \
+             s.customer_id IS NOT NULL, s.address_governed_at, s.id_card_governed_at, s.phone_governed_at \
+             FROM unnest($1::text[]) AS ids(id) \
+             LEFT JOIN locked l ON l.customer_id = ids.id \
+             LEFT JOIN govsync_row_state s ON s.customer_id = ids.id",
+            locked.join(", ")
+        );
+        // Writes: each mapped field from the unnested logical values `u`.
+        let mut set = Vec::new();
+        let mut ins_cols = vec![key.clone()];
+        let mut ins_vals = vec!["u.customer_id".to_string()];
+        let mut compared = vec!["customer_id"];
+        for (c, f) in Column::ALL.into_iter().zip(FIELDS) {
+            if let Some(m) = map.field(c) {
+                let v = write_expr(&format!("u.{f}"), m.adapter, &zone);
+                set.push(format!("{} = {v}", m.quoted()));
+                ins_cols.push(m.quoted());
+                ins_vals.push(v);
+                compared.push(f);
+            }
+        }
+        if let Some(v) = &map.version {
+            set.push(format!("{} = u.version", quote(v)));
+            ins_cols.push(quote(v));
+            ins_vals.push("u.version".into());
+            compared.push("version");
+        }
+        if let Some(n) = &map.name {
+            ins_cols.push(quote(n));
+            ins_vals.push("u.name".into());
+        }
+        let mut returning = row_from_c(true);
+        if let Some(v) = &map.version {
+            returning.push(format!("c.{}::int8 AS version", quote(v)));
+        }
         Sql {
-            table: table.to_string(),
-            lock_rows: format!(
-                "SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE"
-            ),
-            read_rows: format!("SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id = ANY($1)"),
-            // The rows (locked, in customer-id order) and their states, one
-            // line per id whether the row exists or not.
-            snapshot: format!(
-                "WITH locked AS (SELECT {ROW_COLUMNS} FROM {table} WHERE customer_id = ANY($1) \
-                 ORDER BY customer_id FOR UPDATE) \
-                 SELECT ids.id, l.address, l.geo_lat, l.geo_lon, l.geo_accuracy, l.id_card, l.phone, \
-                 l.carrier_info, l.quality_score, l.validation_status, l.review_flag, l.review_priority, \
-                 l.last_governance_time, l.last_update, l.version, l.customer_id IS NOT NULL, \
-                 s.customer_id IS NOT NULL, s.address_governed_at, s.id_card_governed_at, s.phone_governed_at \
-                 FROM unnest($1::text[]) AS ids(id) \
-                 LEFT JOIN locked l ON l.customer_id = ids.id \
-                 LEFT JOIN govsync_row_state s ON s.customer_id = ids.id"
-            ),
-            returning,
+            table: table.clone(),
+            lock_rows: format!("{select_rows} ORDER BY c.{key} FOR UPDATE OF c"),
+            read_rows: select_rows,
+            snapshot,
+            set_list: set.join(", "),
+            insert_columns: ins_cols.join(", "),
+            insert_values: ins_vals.join(", "),
+            returning: returning.join(", "),
+            compared,
+            map,
         }
     }
+}
+
+/// Reads the catalog of `table` (as configured: `name` or `schema.name`,
+/// unquoted names folded as PostgreSQL folds them, else as written):
+/// information_schema's columns, and the unique indexes of one column.
+/// Returns how SQL names the table and what it holds.
+async fn read_catalog(pool: &sqlx::PgPool, table: &str) -> SinkResult<Option<(String, Catalog)>> {
+    let quoted = table.split('.').map(quote).collect::<Vec<_>>().join(".");
+    let mut found = None;
+    for name in [table.to_string(), quoted] {
+        found = sqlx::query(
+            "SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+        )
+        .bind(&name)
+        .fetch_optional(pool)
+        .await?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some(found) = found else { return Ok(None) };
+    let oid: i64 = found.try_get(0)?;
+    let (schema, name): (String, String) = (found.try_get(1)?, found.try_get(2)?);
+    let rows = sqlx::query(
+        "SELECT column_name::text, data_type::text, character_maximum_length::int8, \
+         numeric_scale::int8, datetime_precision::int8 FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+    )
+    .bind(&schema)
+    .bind(&name)
+    .fetch_all(pool)
+    .await?;
+    let mut catalog = Catalog::default();
+    for r in &rows {
+        let n = |i| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v as u32));
+        let data_type: String = r.try_get(1)?;
+        let ty = match data_type.as_str() {
+            "character varying" | "text" | "character" => SqlType::Text { len: n(2)? },
+            "double precision" => SqlType::Float,
+            // An unconstrained NUMERIC keeps 15 significant digits of a
+            // double: ten decimals is what survives the round trip.
+            "numeric" => SqlType::Decimal {
+                scale: n(3)?.unwrap_or(10),
+            },
+            "smallint" | "integer" | "bigint" => SqlType::Integer,
+            "boolean" => SqlType::Boolean,
+            "timestamp with time zone" => SqlType::TimestampTz {
+                digits: n(4)?.unwrap_or(6),
+            },
+            "timestamp without time zone" => SqlType::Timestamp {
+                digits: n(4)?.unwrap_or(6),
+            },
+            other => SqlType::Other(other.to_string()),
+        };
+        catalog.columns.push(CatalogColumn {
+            name: r.try_get(0)?,
+            ty,
+        });
+    }
+    catalog.unique = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = $1::oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL",
+    )
+    .bind(oid)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some((
+        format!("{}.{}", quote(&schema), quote(&name)),
+        catalog,
+    )))
 }
 
 /// The PostgreSQL sink.
@@ -122,7 +336,7 @@ impl PgDatabase {
                 })
             })
             .connect_lazy_with(opts);
-        Ok(SqlxDatabase::new(pool, Sql::new(&cfg.target_table)))
+        Ok(SqlxDatabase::new(pool, cfg))
     }
 }
 
@@ -175,6 +389,21 @@ impl Dialect for Postgres {
         AND logged_at = (SELECT committed_at FROM govsync_batch WHERE batch_id = $1) \
         AND outcome IN ('applied', 'flagged') ORDER BY source_partition, source_offset";
     type TableSql = Sql;
+
+    fn table_sql(map: Arc<TableMap>) -> Sql {
+        Sql::new(map)
+    }
+
+    fn table_map(sql: &Sql) -> Arc<TableMap> {
+        sql.map.clone()
+    }
+
+    async fn read_catalog(
+        pool: &sqlx::Pool<Self>,
+        table: &str,
+    ) -> SinkResult<Option<(String, Catalog)>> {
+        read_catalog(pool, table).await
+    }
 
     fn bind<'q>(
         q: sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments>,
@@ -303,6 +532,7 @@ impl Dialect for Postgres {
                 Ok(RowState {
                     customer_id: r.try_get(0)?,
                     governed_at: [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?],
+                    version: None,
                 })
             })
             .collect()
@@ -338,6 +568,7 @@ impl Dialect for Postgres {
                 states.push(RowState {
                     customer_id: id.clone(),
                     governed_at: [r.try_get(17)?, r.try_get(18)?, r.try_get(19)?],
+                    version: None,
                 });
             }
             if r.try_get::<bool, _>(15)? {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments as _, AssertSqlSafe, Encode, Postgres, Row as _, Transaction, Type};
 
-use super::{ROW_COLUMNS, Sql};
+use super::Sql;
 use crate::message::{OutMessage, encode_headers};
 use crate::sink::plan::RowWrite;
 use crate::sink::{
@@ -178,12 +178,17 @@ pub(super) fn state_part(st: &mut Statement, state: &[RowState]) -> SinkResult<S
         st.bind(at(0), "::timestamptz[]")?,
         st.bind(at(1), "::timestamptz[]")?,
         st.bind(at(2), "::timestamptz[]")?,
+        st.bind(
+            state.iter().map(|s| s.version).collect::<Vec<_>>(),
+            "::int8[]",
+        )?,
     ];
     Ok(format!(
         "st AS (INSERT INTO govsync_row_state (customer_id, address_governed_at, id_card_governed_at, \
-         phone_governed_at) SELECT * FROM UNNEST({}) \
+         phone_governed_at, version) SELECT * FROM UNNEST({}) \
          ON CONFLICT (customer_id) DO UPDATE SET address_governed_at = EXCLUDED.address_governed_at, \
-         id_card_governed_at = EXCLUDED.id_card_governed_at, phone_governed_at = EXCLUDED.phone_governed_at)",
+         id_card_governed_at = EXCLUDED.id_card_governed_at, phone_governed_at = EXCLUDED.phone_governed_at, \
+         version = coalesce(EXCLUDED.version, govsync_row_state.version))",
         cols.join(", ")
     ))
 }
@@ -286,11 +291,9 @@ fn write_statement(sql: &Sql, w: &Writes<'_>) -> SinkResult<Option<Statement>> {
         let arrays = RowArrays::of(w.updates).bind(&mut st, false)?;
         parts.push(format!(
             "u_upd AS (SELECT * FROM UNNEST({arrays}) AS u({ROW_FIELDS})),\n\
-             upd AS (UPDATE {table} AS c SET address = u.address, geo_lat = u.geo_lat, geo_lon = u.geo_lon, \
-             geo_accuracy = u.geo_accuracy, id_card = u.id_card, phone = u.phone, carrier_info = u.carrier_info, \
-             quality_score = u.quality_score, validation_status = u.validation_status, review_flag = u.review_flag, \
-             review_priority = u.review_priority, last_governance_time = u.last_governance_time, version = u.version \
-             FROM u_upd AS u WHERE c.customer_id = u.customer_id RETURNING {})",
+             upd AS (UPDATE {table} AS c SET {} FROM u_upd AS u WHERE c.{} = u.customer_id RETURNING {})",
+            sql.set_list,
+            sql.map.key_quoted(),
             sql.returning
         ));
         compared.push(("upd", "u_upd"));
@@ -299,14 +302,16 @@ fn write_statement(sql: &Sql, w: &Writes<'_>) -> SinkResult<Option<Statement>> {
         let arrays = RowArrays::of(w.inserts).bind(&mut st, true)?;
         parts.push(format!(
             "u_ins AS (SELECT * FROM UNNEST({arrays}) AS u({ROW_FIELDS}, name)),\n\
-             ins AS (INSERT INTO {table} ({ROW_FIELDS}, name) SELECT * FROM u_ins RETURNING {ROW_COLUMNS})"
+             ins AS (INSERT INTO {table} AS c ({}) SELECT {} FROM u_ins AS u RETURNING {})",
+            sql.insert_columns, sql.insert_values, sql.returning
         ));
         compared.push(("ins", "u_ins"));
     }
     if !w.deletes.is_empty() {
         let ids = st.bind(w.deletes, "::text[]")?;
         parts.push(format!(
-            "del AS (DELETE FROM {table} WHERE customer_id = ANY({ids}))"
+            "del AS (DELETE FROM {table} WHERE {} = ANY({ids}))",
+            sql.map.key_quoted()
         ));
     }
     if !w.state.is_empty() {
@@ -355,7 +360,7 @@ fn write_statement(sql: &Sql, w: &Writes<'_>) -> SinkResult<Option<Statement>> {
         counts.join(" + ")
     };
     let _ = write!(text, "\nSELECT ({written})::int8, NULL::text");
-    let fields: Vec<&str> = ROW_FIELDS.split(", ").map(str::trim).collect();
+    let fields = &sql.compared;
     for (stored, given) in &compared {
         let s_cols: Vec<String> = fields.iter().map(|f| format!("s.{f}")).collect();
         let g_cols: Vec<String> = fields.iter().map(|f| format!("g.{f}")).collect();
