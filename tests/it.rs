@@ -13,6 +13,7 @@ mod it {
     mod demo;
     mod dlq;
     mod exactly_once;
+    mod mapping;
     mod metrics;
     mod retention;
     mod routing;

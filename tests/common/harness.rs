@@ -488,6 +488,14 @@ fn toml_value(v: &Value) -> String {
             "[{}]",
             a.iter().map(toml_value).collect::<Vec<_>>().join(", ")
         ),
+        // An inline table (`database.mapping.columns`).
+        Value::Object(m) => format!(
+            "{{ {} }}",
+            m.iter()
+                .map(|(k, v)| format!("\"{k}\" = {}", toml_value(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }

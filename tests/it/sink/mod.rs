@@ -8,6 +8,7 @@
 //! tables of its own: a fresh PostgreSQL schema, a fresh SQLite file, the
 //! Oracle test schema reset (one Oracle test at a time).
 
+mod mapped;
 mod oracle;
 mod postgres;
 mod scenarios;
@@ -156,7 +157,7 @@ macro_rules! scenario_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() {
-                $with_suite(stringify!($scenario), super::scenarios::$scenario).await;
+                $with_suite(stringify!($scenario), crate::it::sink::scenarios::$scenario).await;
             }
         )+
     };
