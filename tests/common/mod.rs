@@ -8,5 +8,6 @@
 // Each binary uses a part of the harness only.
 #![allow(dead_code)]
 
+pub mod cust_base;
 pub mod harness;
 pub mod workload;

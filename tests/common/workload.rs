@@ -283,8 +283,27 @@ pub async fn caught_up(env: &Env, total: i64) -> bool {
 /// The invariant: table = model; review and DLQ topics hold each expected
 /// message exactly once.
 pub async fn assert_exactly_once(env: &Env, w: &Workload, offsets: &[(i32, i64)]) {
+    assert_exactly_once_in(
+        env,
+        w,
+        offsets,
+        "SELECT customer_id, version, address, phone, validation_status, quality_score, review_flag \
+         FROM customer_profile",
+    )
+    .await
+}
+
+/// [`assert_exactly_once`] with the table's rows read by `rows_sql` (under
+/// govsync's logical names: customer_id, version, address, phone,
+/// validation_status, quality_score, review_flag).
+pub async fn assert_exactly_once_in(
+    env: &Env,
+    w: &Workload,
+    offsets: &[(i32, i64)],
+    rows_sql: &str,
+) {
     let model = w.model();
-    let rows = sqlx::query("SELECT customer_id, version, address, phone, validation_status, quality_score, review_flag FROM customer_profile")
+    let rows = sqlx::query(sqlx::AssertSqlSafe(rows_sql.to_string()))
         .fetch_all(&env.pg)
         .await
         .unwrap();

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::common::cust_base;
 use crate::common::harness::{Env, Proc, RawOut, wait_until};
-use crate::common::workload::{Expect, Workload, assert_exactly_once, caught_up};
+use crate::common::workload::{
+    Expect, Workload, assert_exactly_once, assert_exactly_once_in, caught_up,
+};
 
 /// Small batches and quick flushes, so that crashes land mid-stream.
 fn crash_config(env: &Env) -> govsync::config::RawConfig {
@@ -37,7 +40,46 @@ async fn sigkill_at_every_crash_point_many_times_loses_and_duplicates_nothing() 
     env.migrate().await;
     let w = Workload::mixed(2400, 300, 31);
     env.seed(&w.customers).await;
-    let mut raw = crash_config(&env);
+    let raw = crash_config(&env);
+    let offsets = crash_rounds(&env, &w, &raw, 15).await;
+    assert_exactly_once(&env, &w, &offsets).await;
+}
+
+/// The same crash schedule on the business's own table (issue 14): other
+/// names, no version column, CHAR(1) Y/N, NUMERIC(3,2), zone-less times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_every_crash_point_on_a_mapped_business_table() {
+    let env = Env::new("crashmapped", 4).await;
+    env.migrate().await;
+    let w = Workload::mixed(1600, 200, 33);
+    env.seed(&w.customers).await;
+    sqlx::query(cust_base::PG_DDL)
+        .execute(&env.pg)
+        .await
+        .unwrap();
+    cust_base::copy_from_dev(&env.pg).await;
+    let raw = cust_base::mapping(crash_config(&env));
+    let offsets = crash_rounds(&env, &w, &raw, 10).await;
+    assert_exactly_once_in(&env, &w, &offsets, cust_base::PG_MODEL_ROWS).await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM customer_profile WHERE version > 0")
+            .await,
+        0,
+        "the dev table was not written"
+    );
+}
+
+/// Publishes the workload in `rounds` chunks, each processed by a run that
+/// ends in SIGKILL (at each crash point in turn, or at a random moment),
+/// then lets a last run catch up and stop cleanly. Returns the offsets of
+/// the published messages.
+async fn crash_rounds(
+    env: &Env,
+    w: &Workload,
+    raw: &govsync::config::RawConfig,
+    rounds: usize,
+) -> Vec<(i32, i64)> {
+    let mut raw = raw.clone();
     // A restart reclaims its partitions at once (same group.instance.id)
     // and fences its previous transactional producer (same transactional.id).
     raw.kafka.static_membership = true;
@@ -49,7 +91,6 @@ async fn sigkill_at_every_crash_point_many_times_loses_and_duplicates_nothing() 
         "kafka_after_commit",
         "random",
     ];
-    let rounds = 15;
     let chunk = w.msgs.len() / rounds;
     let mut offsets = Vec::new();
     let mut rng = govsync::demo::generate::rng(7);
@@ -61,7 +102,7 @@ async fn sigkill_at_every_crash_point_many_times_loses_and_duplicates_nothing() 
         } else {
             (round + 1) * chunk
         };
-        offsets.extend(env.publish_raw(&raw_msgs(&w, round * chunk..end)).await);
+        offsets.extend(env.publish_raw(&raw_msgs(w, round * chunk..end)).await);
         let point = points[round % points.len()];
         let status = if point == "random" {
             let child = env.spawn_binary(&raw, &[], &log);
@@ -92,15 +133,14 @@ async fn sigkill_at_every_crash_point_many_times_loses_and_duplicates_nothing() 
     let child = env.spawn_binary(&raw, &[], &log);
     let total = offsets.len() as i64;
     wait_until(Duration::from_secs(180), "the final run catches up", || {
-        caught_up(&env, total)
+        caught_up(env, total)
     })
     .await;
     child.signal(libc::SIGTERM);
     let status = child.wait(Duration::from_secs(60)).await;
     assert!(status.success(), "clean stop: {status:?}");
-
     eprintln!("workload: {:?}; crash rounds: {hit:?}", w.counts());
-    assert_exactly_once(&env, &w, &offsets).await;
+    offsets
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

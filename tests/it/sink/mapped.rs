@@ -14,34 +14,7 @@ use govsync::event::Row;
 
 use super::{Suite, run, scenario_tests};
 
-/// `database.mapping` for `cust_base`.
-fn mapped(mut raw: RawConfig) -> RawConfig {
-    raw.database.target_table = "cust_base".into();
-    let m = &mut raw.database.mapping;
-    m.key = "CUST_NO".into();
-    m.name = "CUST_NM".into();
-    m.version = String::new();
-    m.last_update = "UPD_TS".into();
-    m.zone = "+08:00".into();
-    m.columns = [
-        ("address", "ADDR_LINE"),
-        ("geo_lat", "GEO_Y"),
-        ("geo_lon", "GEO_X"),
-        ("geo_accuracy", "GEO_PREC"),
-        ("id_card", "ID_NO"),
-        ("phone", "MOBILE_NO"),
-        ("carrier_info", "CARRIER_JSON"),
-        ("quality_score", "DATA_QLTY"),
-        ("validation_status", "CHK_STATUS"),
-        ("review_flag", "REVIEW_IND"),
-        ("review_priority", "REVIEW_LVL"),
-        ("last_governance_time", "GOV_TS"),
-    ]
-    .into_iter()
-    .map(|(f, c)| (f.to_string(), c.to_string()))
-    .collect();
-    raw
-}
+use crate::common::cust_base::mapping;
 
 const SELECT: &str = "SELECT addr_line, geo_y, geo_x, geo_prec, id_no, mobile_no, carrier_json, data_qlty, \
      chk_status, review_ind, review_lvl, gov_ts, upd_ts, \
@@ -165,29 +138,13 @@ mod postgres {
         }
     }
 
-    /// CRM.CUST_BASE as PostgreSQL would hold it.
-    pub const DDL: &str = "CREATE TABLE cust_base (
-        cust_no      VARCHAR(32) PRIMARY KEY,
-        cust_nm      VARCHAR(100),
-        addr_line    VARCHAR(200),
-        geo_y        DOUBLE PRECISION,
-        geo_x        DOUBLE PRECISION,
-        geo_prec     VARCHAR(32),
-        id_no        VARCHAR(18),
-        mobile_no    VARCHAR(20),
-        carrier_json TEXT,
-        data_qlty    NUMERIC(3,2),
-        chk_status   VARCHAR(32),
-        review_ind   CHAR(1) CHECK (review_ind IN ('Y', 'N')),
-        review_lvl   VARCHAR(16),
-        gov_ts       TIMESTAMP(6),
-        upd_ts       TIMESTAMP(0)
-    )";
-
     async fn with_suite(_test: &str, scenario: impl AsyncFnOnce(&Suite)) {
         let env = Env::new("sinkmap", 1).await;
-        sqlx::query(DDL).execute(&env.pg).await.unwrap();
-        let cfg = govsync::config::check(mapped(env.raw.clone())).unwrap();
+        sqlx::query(crate::common::cust_base::PG_DDL)
+            .execute(&env.pg)
+            .await
+            .unwrap();
+        let cfg = govsync::config::check(mapping(env.raw.clone())).unwrap();
         let suite = Suite {
             db: govsync::sink::connect(&cfg.database).await.unwrap(),
             biz: Box::new(PgCustBase { pg: env.pg.clone() }),
@@ -319,7 +276,7 @@ mod sqlite {
         let path = dir.path().join("suite.db");
         let mut raw = RawConfig::default();
         raw.database.url = format!("sqlite://{}", path.display());
-        let cfg = govsync::config::check(mapped(raw)).unwrap();
+        let cfg = govsync::config::check(mapping(raw)).unwrap();
         let db = govsync::sink::connect(&cfg.database).await.unwrap();
         db.migrate(true).await.unwrap();
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
