@@ -450,7 +450,7 @@ pub fn resolve(
                 mapping.key, k.name, k.ty
             ));
         }
-        if !cat.unique.iter().any(|u| *u == k.name) {
+        if !cat.unique.contains(&k.name) {
             problems.push(format!(
                 "database.mapping.key = \"{}\": column {} has no primary key or unique index of \
                  its own, so one customer could be several rows; add one (govsync never alters \

@@ -65,13 +65,16 @@ async fn logged(env: &Env, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<i
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// A partition's committed batches: (started_at, records), in order.
+type Batches = Vec<(DateTime<Utc>, i64)>;
+
 /// What one run measured.
 struct Measured {
     /// Per partition: (partition, its batches, change-log rate). The
     /// ledger rate of one partition is computed only where it is asserted
     /// (under a global limit a partition's share is not fixed, and a
     /// partition may run too few batches to measure).
-    partitions: Vec<(i32, Vec<(DateTime<Utc>, i64)>, f64)>,
+    partitions: Vec<(i32, Batches, f64)>,
     /// Over all partitions: the ledger rate of all batches in start order,
     /// and the change-log rate.
     overall: (f64, f64),

@@ -3,13 +3,15 @@
 //! [`check_storable`], which rejects a row Oracle cannot store before any
 //! SQL runs.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, SqlValue};
 
-use crate::event::{Column, Row};
+use super::sql::{Source, Sql, Written, binds_long};
+use crate::event::{Column, Row, Value};
 use crate::message::{OutMessage, encode_headers};
 use crate::sink::plan::RowWrite;
+use crate::sink::table::{Adapter, TableMap};
 use crate::sink::{
     BatchFilter, LedgerEntry, LogEntry, PartitionKey, RowState, SinkError, SinkResult,
 };
@@ -161,27 +163,53 @@ pub fn change_log_binds(batch_id: &str, log: &[LogEntry]) -> Vec<Binds> {
         .collect()
 }
 
-/// The written columns of a row, in the order shared by the update and
-/// the insert (after their leading binds).
-fn row_value_binds(r: &Row) -> Binds {
-    vec![
-        ("p_address", os(&r.address)),
-        ("p_geo_lat", Bind::Double(r.geo_lat)),
-        ("p_geo_lon", Bind::Double(r.geo_lon)),
-        ("p_geo_accuracy", os(&r.geo_accuracy)),
-        ("p_id_card", os(&r.id_card)),
-        ("p_phone", os(&r.phone)),
-        ("p_quality_score", Bind::Double(r.quality_score)),
-        ("p_validation_status", os(&r.validation_status)),
-        ("p_review_flag", Bind::Int(r.review_flag.map(i64::from))),
-        ("p_review_priority", os(&r.review_priority)),
-        ("p_last_governance_time", Bind::Time(r.last_governance_time)),
-        ("p_version", int(r.version)),
-        ("p_carrier_info", Bind::Text(r.carrier_info.clone())),
-    ]
+/// A logical value bound as its adapter's type (whatever the value, so
+/// an array DML's column has one type): a boolean as 1/0, a time as
+/// TIMESTAMP WITH TIME ZONE (RFC 3339 text for a text column), a score as
+/// BINARY_DOUBLE.
+fn field_bind(c: Column, adapter: Adapter, v: Value) -> Bind {
+    match adapter {
+        Adapter::Text if binds_long(c, adapter) => Bind::Text(v.as_text().map(str::to_string)),
+        Adapter::Text => Bind::Str(v.as_text().map(str::to_string)),
+        Adapter::Float | Adapter::Decimal { .. } | Adapter::Integer => Bind::Double(match v {
+            Value::Float(x) => Some(x),
+            _ => None,
+        }),
+        Adapter::Bool | Adapter::BoolNumber | Adapter::BoolYn => Bind::Int(match v {
+            Value::Bool(b) => Some(i64::from(b)),
+            _ => None,
+        }),
+        Adapter::TimeTz { .. } | Adapter::TimeLocal { .. } => Bind::Time(match v {
+            Value::Time(t) => Some(t),
+            _ => None,
+        }),
+        Adapter::TimeText => Bind::Str(match v {
+            Value::Time(t) => Some(time_text(t)),
+            _ => None,
+        }),
+    }
 }
 
-/// One row per update, in `Sql::update_rows`' order.
+/// A time as RFC 3339 text in UTC with microseconds (a text column).
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The written columns of a row, in `Sql::written`'s order (shared by the
+/// update and the insert, after their leading binds).
+fn row_value_binds(written: &[Written], r: &Row) -> Binds {
+    written
+        .iter()
+        .map(|w| {
+            let b = match w.source {
+                Source::Field(c, adapter) => field_bind(c, adapter, r.get(c)),
+                Source::Version => int(r.version),
+            };
+            (w.placeholder, b)
+        })
+        .collect()
+}
+
 /// One row per state, for [`super::sql::ROW_STATE_MERGE`].
 pub fn row_state_binds(state: &[RowState]) -> Vec<Binds> {
     state
@@ -192,16 +220,18 @@ pub fn row_state_binds(state: &[RowState]) -> Vec<Binds> {
                 ("p_address", Bind::Time(st.governed_at[0])),
                 ("p_id_card", Bind::Time(st.governed_at[1])),
                 ("p_phone", Bind::Time(st.governed_at[2])),
+                ("p_version", Bind::Int(st.version)),
             ]
         })
         .collect()
 }
 
-pub fn update_binds(writes: &[RowWrite]) -> Vec<Binds> {
+/// One row per update, in `Sql::update_rows`' order.
+pub fn update_binds(sql: &Sql, writes: &[RowWrite]) -> Vec<Binds> {
     writes
         .iter()
         .map(|w| {
-            let mut b = row_value_binds(&w.row);
+            let mut b = row_value_binds(&sql.written, &w.row);
             b.push(("p_customer_id", s(&w.customer_id)));
             b
         })
@@ -209,15 +239,15 @@ pub fn update_binds(writes: &[RowWrite]) -> Vec<Binds> {
 }
 
 /// One row per insert, in `Sql::insert_rows`' order.
-pub fn insert_binds(writes: &[RowWrite]) -> Vec<Binds> {
+pub fn insert_binds(sql: &Sql, writes: &[RowWrite]) -> Vec<Binds> {
     writes
         .iter()
         .map(|w| {
-            let mut b = vec![
-                ("p_customer_id", s(&w.customer_id)),
-                ("p_name", os(&w.name)),
-            ];
-            b.extend(row_value_binds(&w.row));
+            let mut b = vec![("p_customer_id", s(&w.customer_id))];
+            if sql.map.name.is_some() {
+                b.push(("p_name", os(&w.name)));
+            }
+            b.extend(row_value_binds(&sql.written, &w.row));
             b
         })
         .collect()
@@ -298,30 +328,32 @@ pub fn batches_binds(f: &BatchFilter) -> Binds {
 }
 
 /// Rejects, before any SQL runs, a row Oracle cannot store as written: an
-/// empty string (Oracle stores it as NULL, so the post-write verification
-/// would fail the whole batch) or a string longer than any VARCHAR2 bind.
-/// A record-level error, so the protocol's bisection dead-letters the one
-/// record that brought the value.
-pub fn check_storable(writes: &[RowWrite]) -> SinkResult<()> {
+/// empty string in a mapped column (Oracle stores it as NULL, so the
+/// post-write verification would fail the whole batch) or a string longer
+/// than any VARCHAR2 bind. A record-level error, so the protocol's
+/// bisection dead-letters the one record that brought the value.
+pub fn check_storable(map: &TableMap, writes: &[RowWrite]) -> SinkResult<()> {
     for w in writes {
         if w.customer_id.is_empty() {
-            return Err(not_storable(w, "customer_id", "is empty"));
+            return Err(not_storable(w, "customer_id", &map.key, "is empty"));
         }
-        for col in Column::ALL {
-            let crate::event::Value::Text(v) = w.row.get(col) else {
+        for (c, m) in map.mapped() {
+            let Value::Text(v) = w.row.get(c) else {
                 continue;
             };
             if v.is_empty() {
                 return Err(not_storable(
                     w,
-                    col.name(),
+                    c.name(),
+                    &m.column,
                     "is an empty string, which Oracle stores as NULL",
                 ));
             }
-            if col != Column::CarrierInfo && v.len() > MAX_VARCHAR2_BIND {
+            if !binds_long(c, m.adapter) && v.len() > MAX_VARCHAR2_BIND {
                 return Err(not_storable(
                     w,
-                    col.name(),
+                    c.name(),
+                    &m.column,
                     &format!(
                         "holds {} bytes, more than any Oracle VARCHAR2 column",
                         v.len()
@@ -333,12 +365,14 @@ pub fn check_storable(writes: &[RowWrite]) -> SinkResult<()> {
     Ok(())
 }
 
-fn not_storable(w: &RowWrite, column: &str, what: &str) -> SinkError {
+/// `field` is govsync's name (bounded: it labels the error), `column` the
+/// table's.
+fn not_storable(w: &RowWrite, field: &str, column: &str, what: &str) -> SinkError {
     SinkError::Record {
         code: None,
-        constraint: Some(column.to_string()),
+        constraint: Some(field.to_string()),
         message: format!(
-            "the value for column {column} of customer {} {what}",
+            "the value for {field} (column {column}) of customer {} {what}",
             w.customer_id
         ),
     }
@@ -346,7 +380,10 @@ fn not_storable(w: &RowWrite, column: &str, what: &str) -> SinkError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{key, placeholders, sql, t, write};
+    use super::super::fixtures::{
+        catalog, col, cust_base_catalog, cust_base_mapping, cust_base_sql, key, placeholders, sql,
+        t, write,
+    };
     use super::super::sql::*;
     use super::*;
     use crate::event::DataType;
@@ -384,9 +421,15 @@ mod tests {
             offset: 99,
         }];
         assert_binds(CHANGE_LOG_INSERT, &change_log_binds("b1", &log)[0]);
-        assert_binds(&sql.update_rows, &update_binds(&[write("C1")])[0]);
-        assert_binds(&sql.insert_rows, &insert_binds(&[write("C1")])[0]);
+        assert_binds(&sql.update_rows, &update_binds(&sql, &[write("C1")])[0]);
+        assert_binds(&sql.insert_rows, &insert_binds(&sql, &[write("C1")])[0]);
         assert_binds(&sql.delete_rows, &delete_binds(&["C1".into()])[0]);
+        let state = RowState {
+            customer_id: "C1".into(),
+            governed_at: [Some(t("2024-01-15T02:20:00Z")), None, None],
+            version: Some(4),
+        };
+        assert_binds(ROW_STATE_MERGE, &row_state_binds(&[state])[0]);
         let msg = OutMessage {
             topic: "review".into(),
             key: Some(b"3201".to_vec()),
@@ -425,8 +468,9 @@ mod tests {
 
     #[test]
     fn bind_values_carry_the_row() {
+        let sql = sql();
         let w = write("C1");
-        let u = &update_binds(std::slice::from_ref(&w))[0];
+        let u = &update_binds(&sql, std::slice::from_ref(&w))[0];
         let get = |b: &Binds, name: &str| b.iter().find(|(n, _)| *n == name).unwrap().1.clone();
         assert_eq!(get(u, "p_customer_id"), Bind::Str(Some("C1".into())));
         assert_eq!(get(u, "p_geo_lat"), Bind::Double(Some(32.0581)));
@@ -439,7 +483,7 @@ mod tests {
         );
         // last_update belongs to the business side: never written.
         assert!(u.iter().all(|(n, _)| !n.contains("last_update")));
-        let i = &insert_binds(&[w])[0];
+        let i = &insert_binds(&sql, &[w])[0];
         assert_eq!(get(i, "p_name"), Bind::Str(Some("张三".into())));
         // The CLOB column binds last in both statements.
         assert_eq!(u[u.len() - 2].0, "p_carrier_info");
@@ -505,6 +549,7 @@ mod tests {
     /// update's WHERE key is short).
     #[test]
     fn lob_column_binds_come_last() {
+        let sql = sql();
         let is_lob = |b: &Bind| matches!(b, Bind::Text(_) | Bind::Bytes(_));
         let log = change_log_binds(
             "b1",
@@ -527,12 +572,12 @@ mod tests {
             payload: None,
             headers: vec![],
         };
-        let mut update = update_binds(&[write("C1")]).remove(0);
+        let mut update = update_binds(&sql, &[write("C1")]).remove(0);
         assert_eq!(update.pop().unwrap().0, "p_customer_id");
         for binds in [
             log[0].clone(),
             outbox_binds("b1", &key(), 1, &[msg])[0].clone(),
-            insert_binds(&[write("C1")])[0].clone(),
+            insert_binds(&sql, &[write("C1")])[0].clone(),
             update,
         ] {
             let first = binds.iter().position(|(_, b)| is_lob(b)).unwrap();
@@ -546,10 +591,11 @@ mod tests {
 
     #[test]
     fn rows_oracle_cannot_store_are_record_errors() {
-        assert!(check_storable(&[write("C1")]).is_ok());
+        let sql = sql();
+        assert!(check_storable(&sql.map, &[write("C1")]).is_ok());
         let mut empty = write("C2");
         empty.row.validation_status = Some(String::new());
-        match check_storable(&[write("C1"), empty]) {
+        match check_storable(&sql.map, &[write("C1"), empty]) {
             Err(SinkError::Record {
                 constraint,
                 message,
@@ -562,10 +608,108 @@ mod tests {
         }
         let mut long = write("C3");
         long.row.address = Some("x".repeat(MAX_VARCHAR2_BIND + 1));
-        assert_eq!(check_storable(&[long]).unwrap_err().class(), "record");
+        assert_eq!(
+            check_storable(&sql.map, &[long]).unwrap_err().class(),
+            "record"
+        );
         // A long CLOB value is fine: it is a LONG bind.
         let mut clob = write("C4");
         clob.row.carrier_info = Some("x".repeat(MAX_VARCHAR2_BIND + 1));
-        assert!(check_storable(&[clob]).is_ok());
+        assert!(check_storable(&sql.map, &[clob]).is_ok());
+    }
+
+    /// CRM.CUST_BASE: one bind per placeholder, in order, for only the
+    /// mapped fields; values stay logical (the SQL converts them).
+    #[test]
+    fn a_bank_tables_binds_line_up_with_its_statements() {
+        let sql = cust_base_sql();
+        let w = write("C1");
+        let mut unflagged = write("C2");
+        unflagged.row.review_flag = None;
+        let updates = update_binds(&sql, &[w.clone(), unflagged.clone()]);
+        let inserts = insert_binds(&sql, &[w.clone(), unflagged]);
+        for u in &updates {
+            assert_binds(&sql.update_rows, u);
+        }
+        for i in &inserts {
+            assert_binds(&sql.insert_rows, i);
+        }
+        assert_binds(&sql.delete_rows, &delete_binds(&["C1".into()])[0]);
+        let names = |b: &Binds| b.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        assert_eq!(
+            names(&updates[0]),
+            [
+                "p_address",
+                "p_id_card",
+                "p_phone",
+                "p_quality_score",
+                "p_validation_status",
+                "p_review_flag",
+                "p_customer_id"
+            ]
+        );
+        // No name, version or unmapped field is bound.
+        assert_eq!(names(&inserts[0])[0], "p_customer_id");
+        assert_eq!(names(&inserts[0]).len(), 7);
+        let get = |b: &Binds, name: &str| b.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let u = &updates[0];
+        assert_eq!(get(u, "p_review_flag"), Bind::Int(Some(1)));
+        assert_eq!(get(u, "p_quality_score"), Bind::Double(Some(0.92)));
+        assert_eq!(
+            get(u, "p_address"),
+            Bind::Str(Some("江苏省南京市玄武区中山路123号".into()))
+        );
+        assert_eq!(get(u, "p_id_card"), Bind::Str(None));
+        assert_eq!(get(u, "p_customer_id"), Bind::Str(Some("C1".into())));
+        // A NULL flag is still a number: one type per array DML column.
+        assert_eq!(get(&updates[1], "p_review_flag"), Bind::Int(None));
+        assert_eq!(column_types(&updates)[5], OracleType::Int64);
+        // An unmapped field is never written, so never checked.
+        let mut empty_carrier = write("C3");
+        empty_carrier.row.carrier_info = Some(String::new());
+        assert!(check_storable(&sql.map, &[empty_carrier]).is_ok());
+        let mut empty_address = write("C4");
+        empty_address.row.address = Some(String::new());
+        match check_storable(&sql.map, &[empty_address]) {
+            Err(SinkError::Record {
+                constraint,
+                message,
+                ..
+            }) => {
+                assert_eq!(constraint.as_deref(), Some("address"));
+                assert!(
+                    message.contains("ADDR_LINE") && message.contains("C4"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A time in a CLOB column: RFC 3339 text in UTC with microseconds,
+    /// a short VARCHAR2 bind.
+    #[test]
+    fn a_time_in_a_text_column_is_bound_as_rfc3339() {
+        let mut cat = cust_base_catalog();
+        cat.columns
+            .extend(catalog(&[col("GOV_TEXT", "CLOB", 0, None, None)], &[]).columns);
+        let mut m = cust_base_mapping();
+        m.columns
+            .insert(Column::LastGovernanceTime, "gov_text".into());
+        let map = crate::sink::table::resolve(&m, "CRM.CUST_BASE", "x".into(), Some(&cat)).unwrap();
+        let sql = Sql::new(std::sync::Arc::new(map), std::time::Duration::from_secs(3));
+        assert!(
+            sql.update_rows
+                .contains("\"GOV_TEXT\" = :p_last_governance_time")
+        );
+        let u = &update_binds(&sql, &[write("C1")])[0];
+        assert_binds(&sql.update_rows, u);
+        assert_eq!(
+            u.iter()
+                .find(|(n, _)| *n == "p_last_governance_time")
+                .unwrap()
+                .1,
+            Bind::Str(Some("2024-01-15T02:20:00.123456Z".into()))
+        );
     }
 }

@@ -1,13 +1,16 @@
 //! Statement helpers: execute one statement, array DML, queries, queries
-//! over an id list, and reading a row of the target table. They are
-//! synchronous and run on blocking threads only (see [`super::blocking`]).
+//! over an id list, and decoding a row of the target table into govsync's
+//! logical fields. They are synchronous and run on blocking threads only
+//! (see [`super::blocking`]).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use oracle::Connection;
 use oracle::sql_type::{Collection, ToSql};
 
 use super::binds::{Bind, Binds, column_types, key_binds};
-use crate::event::Row;
+use super::sql::Read;
+use crate::event::{Row, Value};
+use crate::sink::table::Adapter;
 use crate::sink::{PartitionKey, SinkResult};
 
 /// The collection type ids are bound as: a VARRAY(32767) OF VARCHAR2(4000)
@@ -88,31 +91,60 @@ pub(super) fn query_ids<T>(
     Ok(out)
 }
 
-fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
-    t.map(|t| t.and_utc())
+/// A read column as fetched: the Oracle type [`super::sql`]'s read
+/// expression gives each adapter.
+#[derive(Debug, Clone, PartialEq)]
+enum Fetched {
+    Text(Option<String>),
+    Double(Option<f64>),
+    /// A boolean as 1/0 (a number column as stored).
+    Number(Option<i64>),
+    /// A time, already in UTC.
+    Utc(Option<NaiveDateTime>),
 }
 
-/// A row of `ROW_SELECT`.
-pub(super) fn row_from(r: &oracle::Row) -> oracle::Result<(String, Row)> {
-    Ok((
-        r.get(0)?,
-        Row {
-            address: r.get(1)?,
-            geo_lat: r.get(2)?,
-            geo_lon: r.get(3)?,
-            geo_accuracy: r.get(4)?,
-            id_card: r.get(5)?,
-            phone: r.get(6)?,
-            carrier_info: r.get(7)?,
-            quality_score: r.get(8)?,
-            validation_status: r.get(9)?,
-            review_flag: r.get::<_, Option<i64>>(10)?.map(|v| v != 0),
-            review_priority: r.get(11)?,
-            last_governance_time: utc(r.get(12)?),
-            last_update: utc(r.get(13)?),
-            version: r.get::<_, Option<i64>>(14)?.unwrap_or(0),
-        },
-    ))
+fn fetch(r: &oracle::Row, i: usize, adapter: Adapter) -> oracle::Result<Fetched> {
+    Ok(match adapter {
+        Adapter::Text | Adapter::TimeText => Fetched::Text(r.get(i)?),
+        Adapter::Float | Adapter::Decimal { .. } | Adapter::Integer => Fetched::Double(r.get(i)?),
+        Adapter::Bool | Adapter::BoolNumber | Adapter::BoolYn => Fetched::Number(r.get(i)?),
+        Adapter::TimeTz { .. } | Adapter::TimeLocal { .. } => Fetched::Utc(r.get(i)?),
+    })
+}
+
+/// A fetched value as govsync's logical value. A value the adapter does
+/// not produce (text that is no RFC 3339 time) reads as NULL, which the
+/// verification reports.
+fn logical(adapter: Adapter, f: Fetched) -> Value {
+    let v = match (adapter, f) {
+        (Adapter::TimeText, Fetched::Text(s)) => s
+            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| Value::Time(t.with_timezone(&Utc))),
+        (_, Fetched::Text(s)) => s.map(Value::Text),
+        (_, Fetched::Double(x)) => x.map(Value::Float),
+        (_, Fetched::Number(n)) => n.map(|n| Value::Bool(n != 0)),
+        (_, Fetched::Utc(t)) => t.map(|t| Value::Time(t.and_utc())),
+    };
+    v.unwrap_or(Value::Null)
+}
+
+/// A row of `Sql::lock_rows` / `Sql::read_rows`: the key, then `reads`.
+pub(super) fn row_from(reads: &[Read], r: &oracle::Row) -> oracle::Result<(String, Row)> {
+    let mut row = Row::default();
+    for (i, read) in reads.iter().enumerate() {
+        let i = i + 1;
+        match *read {
+            Read::Field(c, adapter) => row.set(c, &logical(adapter, fetch(r, i, adapter)?)),
+            Read::LastUpdate(adapter) => {
+                row.last_update = match logical(adapter, fetch(r, i, adapter)?) {
+                    Value::Time(t) => Some(t),
+                    _ => None,
+                }
+            }
+            Read::Version => row.version = r.get::<_, Option<i64>>(i)?.unwrap_or(0),
+        }
+    }
+    Ok((r.get(0)?, row))
 }
 
 pub(super) fn read_watermark(
@@ -124,4 +156,53 @@ pub(super) fn read_watermark(
     Ok(query(conn, sql, &params(&binds), |r| r.get::<_, i64>(0))?
         .into_iter()
         .next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn fetched_values_become_logical_values_whatever_the_adapter() {
+        let text = |s: &str| Fetched::Text(Some(s.into()));
+        assert_eq!(
+            logical(Adapter::Text, text("江苏省")),
+            Value::Text("江苏省".into())
+        );
+        assert_eq!(
+            logical(Adapter::Decimal { scale: 2 }, Fetched::Double(Some(0.93))),
+            Value::Float(0.93)
+        );
+        assert_eq!(logical(Adapter::Float, Fetched::Double(None)), Value::Null);
+        // 0/1 as stored, and Y/N as the read expression turns it.
+        for a in [Adapter::BoolNumber, Adapter::BoolYn] {
+            assert_eq!(logical(a, Fetched::Number(Some(1))), Value::Bool(true));
+            assert_eq!(logical(a, Fetched::Number(Some(0))), Value::Bool(false));
+            assert_eq!(logical(a, Fetched::Number(None)), Value::Null);
+        }
+        // Times arrive in UTC (SYS_EXTRACT_UTC), DATE and TIMESTAMP too.
+        let t = utc("2024-01-15T02:20:00.123456Z");
+        for a in [
+            Adapter::TimeTz { digits: 6 },
+            Adapter::TimeLocal { digits: 0 },
+        ] {
+            assert_eq!(
+                logical(a, Fetched::Utc(Some(t.naive_utc()))),
+                Value::Time(t)
+            );
+        }
+        assert_eq!(
+            logical(Adapter::TimeText, text("2024-01-15T02:20:00.123456Z")),
+            Value::Time(t)
+        );
+        assert_eq!(
+            logical(Adapter::TimeText, text("2024-01-15T10:20:00.123456+08:00")),
+            Value::Time(t)
+        );
+        assert_eq!(logical(Adapter::TimeText, text("yesterday")), Value::Null);
+    }
 }

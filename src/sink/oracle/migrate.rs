@@ -193,6 +193,12 @@ mod tests {
         let creates = |what: &str| stmts.iter().filter(|s| s.starts_with(what)).count();
         assert_eq!(creates("CREATE TABLE"), 4);
         assert_eq!(creates("CREATE INDEX"), 4);
+        // 0003: one statement; a re-run finds the column (ORA-01430).
+        assert_eq!(
+            split_statements(MIGRATIONS[2].2),
+            ["ALTER TABLE govsync_row_state ADD (version NUMBER(19))"]
+        );
+        assert!(already_exists(1430));
         let dev = split_statements(DEV_MIGRATIONS[0].2);
         assert_eq!(dev.len(), 1);
         assert!(dev[0].contains("geo_lat              BINARY_DOUBLE"));

@@ -30,12 +30,21 @@
 //!   interface: no temporary LOB, no extra round trip), which Oracle takes
 //!   only in INSERT values and UPDATE SET, last in the bind list: those
 //!   columns come last in their statements;
-//! - identifiers come only from the config: `database.target_table` in the
-//!   SQL texts, `database.schema` as the session's current schema.
+//! - the target table is the business's own (`database.mapping`, checked
+//!   against ALL_TAB_COLUMNS once, [`catalog`]): binds carry govsync's
+//!   logical values and the SQL stores them in the column's encoding (a
+//!   boolean 1/0 in a NUMBER or 'Y'/'N' in a CHAR(1), a score in a
+//!   NUMBER(p,s), a time as local time in a DATE or TIMESTAMP) and reads
+//!   them back the same way; a table without a version column has govsync's
+//!   write count in `govsync_row_state.version`;
+//! - identifiers come only from the config and the catalog: the table's and
+//!   its columns' names as the dictionary spells them (matched against the
+//!   config's), quoted, and `database.schema` as the session's current
+//!   schema.
 //!
 //! Oracle stores an empty string as NULL. A record that would write `""` to
-//! a column could not be verified after the write, so it is rejected as a
-//! record-level error (dead-lettered alone) before any SQL runs.
+//! a mapped column could not be verified after the write, so it is rejected
+//! as a record-level error (dead-lettered alone) before any SQL runs.
 //!
 //! Migrations: sqlx has no Oracle driver, so the DDL files of
 //! `migrations/oracle/` are embedded and applied here, statement by
@@ -46,6 +55,7 @@
 //! - this file: [`OracleDatabase`] (the [`Database`]), connecting, loading
 //!   the client library;
 //! - [`blocking`]: the bounded pool of blocking threads every call runs on;
+//! - [`catalog`]: the target table as the data dictionary describes it;
 //! - [`sql`]: every SQL text the sink sends;
 //! - [`binds`]: the bind values of those texts, and the rows Oracle cannot
 //!   store;
@@ -55,6 +65,7 @@
 
 pub mod binds;
 pub mod blocking;
+pub mod catalog;
 pub mod exec;
 #[cfg(test)]
 mod fixtures;
@@ -74,8 +85,9 @@ pub use blocking::BlockingPool;
 pub use tx::OracleTx;
 
 use super::error::ORACLE_CLIENT_URL;
+use super::table::{self, TableMap};
 use super::{BatchFilter, Database, LedgerEntry, PartitionKey, SinkError, SinkResult, Tx};
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, TableMapping};
 use binds::{Bind, batches_binds};
 use blocking::blocking;
 use exec::{exec, params, query, read_watermark};
@@ -90,7 +102,22 @@ pub struct OracleDatabase {
     pool: Pool,
     blocking: BlockingPool,
     setup: SessionSetup,
-    sql: Arc<Sql>,
+    /// `database.target_table`, `database.mapping`, `database.schema`
+    /// as configured and `database.lock_timeout`: what [`Sql`] is built
+    /// from once the catalog has been read.
+    target: Target,
+    /// The target table's statements, built on first use
+    /// ([`Database::check_table`], else the first [`Database::begin`]).
+    table: tokio::sync::OnceCell<Arc<Sql>>,
+}
+
+/// What the target table's statements are built from.
+#[derive(Debug, Clone)]
+struct Target {
+    table: String,
+    mapping: TableMapping,
+    schema: Option<String>,
+    lock_wait: Duration,
 }
 
 /// Loads the Oracle Client library (once per process). Its absence
@@ -156,8 +183,40 @@ impl OracleDatabase {
                 schema: cfg.schema.as_ref().map(|s| s.to_uppercase()),
                 call_timeout: cfg.statement_timeout,
             },
-            sql: Arc::new(Sql::new(&cfg.target_table, cfg.lock_timeout)),
+            target: Target {
+                table: cfg.target_table.clone(),
+                mapping: cfg.mapping.clone(),
+                schema: cfg.schema.clone(),
+                lock_wait: cfg.lock_timeout,
+            },
+            table: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The target table's statements: its catalog read and checked against
+    /// `database.mapping` once (every problem reported at once, a fatal
+    /// error), then shared by every transaction.
+    async fn table(&self) -> SinkResult<Arc<Sql>> {
+        self.table
+            .get_or_try_init(|| async {
+                let t = self.target.clone();
+                let (name, schema) = (t.table.clone(), t.schema.clone());
+                let found = self
+                    .one_off(move |conn| catalog::read_catalog(conn, &name, schema.as_deref()))
+                    .await?;
+                let (sql_name, catalog) = match found {
+                    Some((n, c)) => (n, Some(c)),
+                    None => (t.table.clone(), None),
+                };
+                let map = table::resolve(&t.mapping, &t.table, sql_name, catalog.as_ref())
+                    .map_err(|e| SinkError::Fatal(e.to_string()))?;
+                if let Some(e) = sql::unsupported(&map, &t.table) {
+                    return Err(SinkError::Fatal(e.to_string()));
+                }
+                Ok(Arc::new(Sql::new(Arc::new(map), t.lock_wait)))
+            })
+            .await
+            .cloned()
     }
 
     /// Runs `f` on a session of its own, outside any batch transaction.
@@ -180,8 +239,8 @@ impl OracleDatabase {
 
 #[async_trait]
 impl Database for OracleDatabase {
-    async fn check_table(&self) -> SinkResult<Arc<crate::sink::table::TableMap>> {
-        Ok(self.sql.map.clone())
+    async fn check_table(&self) -> SinkResult<Arc<TableMap>> {
+        Ok(self.table().await?.map.clone())
     }
 
     fn kind(&self) -> &'static str {
@@ -189,6 +248,8 @@ impl Database for OracleDatabase {
     }
 
     async fn begin(&self) -> SinkResult<Box<dyn Tx>> {
+        // Before the slot: reading the catalog takes one of its own.
+        let sql = self.table().await?;
         let slot = self.blocking.slot().await?;
         let pool = self.pool.clone();
         let setup = self.setup.clone();
@@ -204,7 +265,7 @@ impl Database for OracleDatabase {
         .await?;
         Ok(Box::new(OracleTx {
             session: Some(Arc::new(Mutex::new(session))),
-            sql: self.sql.clone(),
+            sql,
         }))
     }
 

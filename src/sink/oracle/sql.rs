@@ -1,7 +1,12 @@
 //! Every SQL text the Oracle sink sends, and nothing else: the fixed
-//! statements, the [`Sql`] texts built once from the config (the target
-//! table, the lock wait), and the embedded migrations with the statements
-//! that track them.
+//! statements, the [`Sql`] texts built once from the target table as mapped
+//! ([`TableMap`]) and the lock wait, and the embedded migrations with the
+//! statements that track them.
+//!
+//! The target table's texts read govsync's logical fields whatever the
+//! table calls and encodes them (`read_expr`: a number 1/0 for a boolean,
+//! BINARY_DOUBLE for a score, UTC for a time) and write logical values in
+//! the table's encoding (`write_expr`). Only mapped columns are named.
 //!
 //! Placeholders are bound by position: [`super::binds`] builds each
 //! statement's binds in the order of its placeholders.
@@ -9,19 +14,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::event::Column;
 use crate::sink::migrate::Embedded;
-use crate::sink::table::{Adapter, TableMap};
+use crate::sink::table::{Adapter, Mapped, TableError, TableMap, quote};
 
 /// The id list of the queries that take one: a bound collection.
 const IDS: &str = "SELECT /*+ CARDINALITY(ids 1000) */ ids.column_value FROM TABLE(:p_ids) ids";
-
-/// Columns of the target table read into a [`Row`](crate::event::Row), in
-/// [`row_from`](super::exec::row_from)'s order. Times are normalised to UTC
-/// in SQL (`SYS_EXTRACT_UTC`), so a business column holding another time
-/// zone is read correctly.
-const ROW_SELECT: &str = "customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
-    quality_score, validation_status, review_flag, review_priority, SYS_EXTRACT_UTC(last_governance_time), \
-    SYS_EXTRACT_UTC(last_update), version";
 
 pub const WATERMARK_READ: &str = "SELECT next_offset FROM govsync_watermark \
     WHERE consumer_group = :p_group AND topic = :p_topic AND partition_id = :p_partition";
@@ -71,15 +69,17 @@ pub fn row_states_sql() -> String {
     )
 }
 
-/// Upserts one row's state (array DML: one execution per batch).
+/// Upserts one row's state (array DML: one execution per batch). A NULL
+/// version leaves the stored write count.
 pub const ROW_STATE_MERGE: &str = "MERGE INTO govsync_row_state s \
     USING (SELECT :p_customer_id AS customer_id, :p_address AS address_governed_at, \
-    :p_id_card AS id_card_governed_at, :p_phone AS phone_governed_at FROM dual) n \
+    :p_id_card AS id_card_governed_at, :p_phone AS phone_governed_at, :p_version AS version FROM dual) n \
     ON (s.customer_id = n.customer_id) \
     WHEN MATCHED THEN UPDATE SET s.address_governed_at = n.address_governed_at, \
-    s.id_card_governed_at = n.id_card_governed_at, s.phone_governed_at = n.phone_governed_at \
-    WHEN NOT MATCHED THEN INSERT (customer_id, address_governed_at, id_card_governed_at, phone_governed_at) \
-    VALUES (n.customer_id, n.address_governed_at, n.id_card_governed_at, n.phone_governed_at)";
+    s.id_card_governed_at = n.id_card_governed_at, s.phone_governed_at = n.phone_governed_at, \
+    s.version = COALESCE(n.version, s.version) \
+    WHEN NOT MATCHED THEN INSERT (customer_id, address_governed_at, id_card_governed_at, phone_governed_at, \
+    version) VALUES (n.customer_id, n.address_governed_at, n.id_card_governed_at, n.phone_governed_at, n.version)";
 
 /// Retention: what was logged before the horizon.
 pub const CHANGE_LOG_PRUNE: &str = "DELETE FROM govsync_change_log WHERE logged_at < :p_horizon";
@@ -106,12 +106,184 @@ pub const BATCHES_LIST: &str = "SELECT batch_id, kind, consumer_group, topic, pa
 pub const SAVEPOINT: &str = "SAVEPOINT govsync_write";
 pub const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT govsync_write";
 
-/// SQL texts that depend on the config (the target table, the lock wait),
-/// built once.
+/// A column a row read returns after the key, decoded into a logical
+/// field by `exec::row_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Field(Column, Adapter),
+    LastUpdate(Adapter),
+    /// The table's version column, or govsync's count
+    /// (`govsync_row_state.version`, 0 where there is none).
+    Version,
+}
+
+/// A value an UPDATE sets and an INSERT fills, in the statements' order
+/// (the binds of [`super::binds`] follow the same list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The column, quoted.
+    pub column: String,
+    /// Its placeholder, without `:`.
+    pub placeholder: &'static str,
+    /// The expression the column is set to: the placeholder, or the
+    /// adapter's conversion of it.
+    pub value: String,
+    pub source: Source,
+}
+
+/// Where a written value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Field(Column, Adapter),
+    Version,
+}
+
+/// Whether a field's value is bound in the CLOB way (inline when short, a
+/// LONG bind when long), so its column comes last in the UPDATE's SET and
+/// the INSERT's VALUES. carrier_info is the one field whose values can be
+/// long (a JSON object); the others are short by nature and bound as
+/// VARCHAR2 (a time as RFC 3339 text included).
+pub fn binds_long(c: Column, a: Adapter) -> bool {
+    c == Column::CarrierInfo && a == Adapter::Text
+}
+
+/// A field's placeholder.
+pub fn placeholder(c: Column) -> &'static str {
+    match c {
+        Column::Address => "p_address",
+        Column::GeoLat => "p_geo_lat",
+        Column::GeoLon => "p_geo_lon",
+        Column::GeoAccuracy => "p_geo_accuracy",
+        Column::IdCard => "p_id_card",
+        Column::Phone => "p_phone",
+        Column::CarrierInfo => "p_carrier_info",
+        Column::QualityScore => "p_quality_score",
+        Column::ValidationStatus => "p_validation_status",
+        Column::ReviewFlag => "p_review_flag",
+        Column::ReviewPriority => "p_review_priority",
+        Column::LastGovernanceTime => "p_last_governance_time",
+    }
+}
+
+/// Column `col` (qualified) read as its logical value, of the Oracle type
+/// `exec::row_from` fetches for the adapter: text, BINARY_DOUBLE, a number
+/// 1/0 for a boolean, a TIMESTAMP in UTC for a time (text for RFC 3339
+/// text). BOOLEAN (23ai SQL) is refused at start-up ([`unsupported`]).
+fn read_expr(col: &str, adapter: Adapter, zone: &str) -> String {
+    match adapter {
+        Adapter::Text | Adapter::Float | Adapter::BoolNumber | Adapter::Integer => col.to_string(),
+        Adapter::TimeText => col.to_string(),
+        Adapter::Decimal { .. } => format!("TO_BINARY_DOUBLE({col})"),
+        Adapter::Bool => format!("CASE WHEN {col} THEN 1 WHEN NOT {col} THEN 0 END"),
+        Adapter::BoolYn => format!("CASE {col} WHEN 'Y' THEN 1 WHEN 'N' THEN 0 END"),
+        Adapter::TimeTz { .. } => format!("SYS_EXTRACT_UTC({col})"),
+        Adapter::TimeLocal { .. } => {
+            format!("SYS_EXTRACT_UTC(FROM_TZ(CAST({col} AS TIMESTAMP(9)), '{zone}'))")
+        }
+    }
+}
+
+/// The bound logical value `p` (a placeholder, `:p_…`) as the column
+/// stores it. Binds carry logical values: a boolean as 1/0, a time as
+/// TIMESTAMP WITH TIME ZONE in UTC, a score as BINARY_DOUBLE (a NUMBER
+/// column converts it; the plan rounded it to the column's scale), a time
+/// for a text column as RFC 3339 text.
+fn write_expr(p: &str, adapter: Adapter, zone: &str) -> String {
+    match adapter {
+        Adapter::BoolYn => format!("CASE {p} WHEN 1 THEN 'Y' WHEN 0 THEN 'N' END"),
+        Adapter::Bool => format!("CASE {p} WHEN 1 THEN TRUE WHEN 0 THEN FALSE END"),
+        // Local wall time in the zone; a DATE keeps the second (the plan
+        // cut the fraction already).
+        Adapter::TimeLocal { digits: 0 } => format!("CAST(({p} AT TIME ZONE '{zone}') AS DATE)"),
+        Adapter::TimeLocal { digits } => {
+            format!("CAST(({p} AT TIME ZONE '{zone}') AS TIMESTAMP({digits}))")
+        }
+        _ => p.to_string(),
+    }
+}
+
+/// The columns a row read returns after the key, in order: the mapped
+/// fields, the last update where mapped, the version.
+fn reads(map: &TableMap) -> Vec<Read> {
+    let mut reads: Vec<Read> = map
+        .mapped()
+        .map(|(c, m)| Read::Field(c, m.adapter))
+        .collect();
+    if let Some(m) = &map.last_update {
+        reads.push(Read::LastUpdate(m.adapter));
+    }
+    reads.push(Read::Version);
+    reads
+}
+
+/// The written columns in order: the mapped fields, the version where the
+/// table has one, and last the fields bound the CLOB way ([`binds_long`]).
+fn written(map: &TableMap) -> Vec<Written> {
+    let zone = map.zone.to_string();
+    let field = |(c, m): (Column, &Mapped)| {
+        let p = placeholder(c);
+        Written {
+            column: m.quoted(),
+            placeholder: p,
+            value: write_expr(&format!(":{p}"), m.adapter, &zone),
+            source: Source::Field(c, m.adapter),
+        }
+    };
+    let mut out: Vec<Written> = map
+        .mapped()
+        .filter(|(c, m)| !binds_long(*c, m.adapter))
+        .map(field)
+        .collect();
+    if let Some(v) = &map.version {
+        out.push(Written {
+            column: quote(v),
+            placeholder: "p_version",
+            value: ":p_version".into(),
+            source: Source::Version,
+        });
+    }
+    out.extend(
+        map.mapped()
+            .filter(|(c, m)| binds_long(*c, m.adapter))
+            .map(field),
+    );
+    out
+}
+
+/// What the Oracle sink does not write although [`resolve`] accepts it,
+/// each with its fix (`None`: all fits).
+///
+/// [`resolve`]: crate::sink::table::resolve
+pub fn unsupported(map: &TableMap, table: &str) -> Option<TableError> {
+    let problems: Vec<String> = map
+        .mapped()
+        .filter(|(_, m)| m.adapter == Adapter::Bool)
+        .map(|(c, m)| {
+            format!(
+                "database.mapping.columns.{c} = \"{col}\": column {col} is BOOLEAN (Oracle 23ai), which \
+                 govsync's Oracle sink does not write; map a NUMBER(1) column (1/0) or a CHAR(1) column \
+                 ('Y'/'N'), or set it to \"\"",
+                col = m.column
+            )
+        })
+        .collect();
+    (!problems.is_empty()).then(|| TableError {
+        table: table.to_string(),
+        problems,
+    })
+}
+
+/// SQL texts that depend on the config (the target table as mapped, the
+/// lock wait), built once.
 #[derive(Debug)]
 pub struct Sql {
     /// The target table as mapped.
     pub map: Arc<TableMap>,
+    /// What [`Sql::lock_rows`] and [`Sql::read_rows`] return after the key.
+    pub reads: Vec<Read>,
+    /// What [`Sql::update_rows`] sets and [`Sql::insert_rows`] fills (after
+    /// the key and the name).
+    pub written: Vec<Written>,
     pub watermark_lock: String,
     pub lock_rows: String,
     pub read_rows: String,
@@ -124,41 +296,84 @@ pub struct Sql {
 }
 
 impl Sql {
-    /// `table` is a checked identifier from the config; `lock_wait` bounds
-    /// every row-lock wait (whole seconds, at least 1).
-    pub fn new(table: &str, lock_wait: Duration) -> Self {
+    /// `map` is the target table resolved against its catalog (names in
+    /// the catalog's spelling, quoted here); `lock_wait` bounds every
+    /// row-lock wait (whole seconds, at least 1).
+    pub fn new(map: Arc<TableMap>, lock_wait: Duration) -> Self {
         let wait = lock_wait_secs(lock_wait);
+        let table = &map.table;
+        let key = map.key_quoted();
+        let zone = map.zone.to_string();
+        let reads = reads(&map);
+        let mut select = vec![format!("c.{key}")];
+        // A table without a version column: govsync's count of its writes.
+        let mut join = String::new();
+        for r in &reads {
+            select.push(match *r {
+                Read::Field(c, adapter) => {
+                    let m = map.field(c).expect("a read field is mapped");
+                    read_expr(&format!("c.{}", m.quoted()), adapter, &zone)
+                }
+                Read::LastUpdate(adapter) => {
+                    let m = map.last_update.as_ref().expect("last_update is mapped");
+                    read_expr(&format!("c.{}", m.quoted()), adapter, &zone)
+                }
+                Read::Version => match &map.version {
+                    Some(v) => format!("c.{}", quote(v)),
+                    None => {
+                        join = format!(" LEFT JOIN govsync_row_state s ON s.customer_id = c.{key}");
+                        "NVL(s.version, 0)".into()
+                    }
+                },
+            });
+        }
+        let select_rows = format!(
+            "SELECT {} FROM {table} c{join} WHERE c.{key} IN ({IDS})",
+            select.join(", ")
+        );
+        let written = written(&map);
+        let mut set: Vec<String> = written
+            .iter()
+            .map(|w| format!("{} = {}", w.column, w.value))
+            .collect();
+        if set.is_empty() {
+            // Nothing mapped: no update is ever planned; the text stays valid.
+            set.push(format!("{key} = {key}"));
+        }
+        let mut columns = vec![key.clone()];
+        let mut values = vec![":p_customer_id".to_string()];
+        if let Some(n) = &map.name {
+            columns.push(quote(n));
+            values.push(":p_name".into());
+        }
+        for w in &written {
+            columns.push(w.column.clone());
+            values.push(w.value.clone());
+        }
         Sql {
-            map: Arc::new(TableMap::dev(table, Adapter::BoolNumber, Adapter::Float)),
             watermark_lock: format!("{WATERMARK_READ} FOR UPDATE WAIT {wait}"),
-            lock_rows: format!(
-                "SELECT {ROW_SELECT} FROM {table} WHERE customer_id IN ({IDS}) \
-                 ORDER BY customer_id FOR UPDATE WAIT {wait}"
-            ),
-            read_rows: format!("SELECT {ROW_SELECT} FROM {table} WHERE customer_id IN ({IDS})"),
-            // carrier_info (a CLOB) is the last assignment: a long value is
-            // a LONG bind, which must follow the other SET binds.
+            // Locked in key order; only the target table's rows (not their
+            // states) are locked.
+            lock_rows: format!("{select_rows} ORDER BY c.{key} FOR UPDATE OF c.{key} WAIT {wait}"),
+            read_rows: select_rows,
             update_rows: format!(
-                "UPDATE {table} SET address = :p_address, geo_lat = :p_geo_lat, geo_lon = :p_geo_lon, \
-                 geo_accuracy = :p_geo_accuracy, id_card = :p_id_card, phone = :p_phone, \
-                 quality_score = :p_quality_score, validation_status = :p_validation_status, \
-                 review_flag = :p_review_flag, review_priority = :p_review_priority, \
-                 last_governance_time = :p_last_governance_time, version = :p_version, \
-                 carrier_info = :p_carrier_info WHERE customer_id = :p_customer_id"
+                "UPDATE {table} SET {} WHERE {key} = :p_customer_id",
+                set.join(", ")
             ),
             insert_rows: format!(
-                "INSERT INTO {table} (customer_id, name, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, \
-                 quality_score, validation_status, review_flag, review_priority, last_governance_time, version, \
-                 carrier_info) VALUES (:p_customer_id, :p_name, :p_address, :p_geo_lat, :p_geo_lon, \
-                 :p_geo_accuracy, :p_id_card, :p_phone, :p_quality_score, :p_validation_status, :p_review_flag, \
-                 :p_review_priority, :p_last_governance_time, :p_version, :p_carrier_info)"
+                "INSERT INTO {table} ({}) VALUES ({})",
+                columns.join(", "),
+                values.join(", ")
             ),
-            delete_rows: format!("DELETE FROM {table} WHERE customer_id = :p_customer_id"),
+            delete_rows: format!("DELETE FROM {table} WHERE {key} = :p_customer_id"),
             seen_events: seen_events_sql(),
             row_states: row_states_sql(),
             batch_status_lock: format!(
                 "SELECT status FROM govsync_batch WHERE batch_id = :p_batch_id FOR UPDATE WAIT {wait}"
             ),
+            reads,
+            written,
+            map,
         }
     }
 }
@@ -179,6 +394,11 @@ pub const MIGRATIONS: &[Embedded] = &[
         "lean batches",
         include_str!("../../../migrations/oracle/0002_lean_batches.sql"),
     ),
+    (
+        3,
+        "row version",
+        include_str!("../../../migrations/oracle/0003_row_version.sql"),
+    ),
 ];
 pub const DEV_MIGRATIONS: &[Embedded] = &[(
     1,
@@ -197,8 +417,34 @@ pub const MIGRATION_RECORD: &str = "INSERT INTO govsync_migrations (set_name, ve
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{placeholders, sql};
+    use super::super::fixtures::{
+        catalog, col, cust_base_catalog, cust_base_mapping, cust_base_sql, dev_map, placeholders,
+        sql,
+    };
     use super::*;
+    use crate::config::TableMapping;
+    use crate::sink::table::resolve;
+
+    /// The items of a SELECT's list (split at top-level commas).
+    fn select_items(sql: &str) -> Vec<String> {
+        let list = &sql["SELECT ".len()..sql.find(" FROM ").unwrap()];
+        let (mut items, mut cur, mut depth) = (Vec::new(), String::new(), 0);
+        for ch in list.chars() {
+            match ch {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(cur.trim().to_string());
+                    cur.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(ch);
+        }
+        items.push(cur.trim().to_string());
+        items
+    }
 
     #[test]
     fn statement_texts() {
@@ -208,31 +454,51 @@ mod tests {
             "SELECT next_offset FROM govsync_watermark WHERE consumer_group = :p_group AND topic = :p_topic \
              AND partition_id = :p_partition FOR UPDATE WAIT 3"
         );
-        assert!(sql.lock_rows.starts_with(
-            "SELECT customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
-             quality_score, validation_status, review_flag, review_priority, SYS_EXTRACT_UTC(last_governance_time), \
-             SYS_EXTRACT_UTC(last_update), version FROM customer_profile WHERE customer_id IN (SELECT"
-        ));
-        assert!(sql.lock_rows.contains("TABLE(:p_ids)"));
         assert!(
-            sql.lock_rows
-                .ends_with("ORDER BY customer_id FOR UPDATE WAIT 3"),
+            sql.lock_rows.starts_with(
+                "SELECT c.\"CUSTOMER_ID\", c.\"ADDRESS\", c.\"GEO_LAT\", c.\"GEO_LON\", c.\"GEO_ACCURACY\", \
+                 c.\"ID_CARD\", c.\"PHONE\", c.\"CARRIER_INFO\", c.\"QUALITY_SCORE\", c.\"VALIDATION_STATUS\", \
+                 c.\"REVIEW_FLAG\", c.\"REVIEW_PRIORITY\", SYS_EXTRACT_UTC(c.\"LAST_GOVERNANCE_TIME\"), \
+                 SYS_EXTRACT_UTC(c.\"LAST_UPDATE\"), c.\"VERSION\" FROM \"GOVSYNC\".\"CUSTOMER_PROFILE\" c \
+                 WHERE c.\"CUSTOMER_ID\" IN (SELECT"
+            ),
             "{}",
             sql.lock_rows
         );
+        assert!(sql.lock_rows.contains("TABLE(:p_ids)"));
+        assert!(
+            sql.lock_rows
+                .ends_with("ORDER BY c.\"CUSTOMER_ID\" FOR UPDATE OF c.\"CUSTOMER_ID\" WAIT 3"),
+            "{}",
+            sql.lock_rows
+        );
+        // The table keeps its own version: no join to govsync's count.
+        assert!(!sql.lock_rows.contains("govsync_row_state"));
         assert!(!sql.read_rows.contains("FOR UPDATE"));
-        assert!(sql.update_rows.starts_with("UPDATE customer_profile SET "));
         assert!(
+            sql.update_rows.starts_with(
+                "UPDATE \"GOVSYNC\".\"CUSTOMER_PROFILE\" SET \"ADDRESS\" = :p_address, "
+            )
+        );
+        assert!(
+            sql.update_rows.ends_with(
+                "\"VERSION\" = :p_version, \"CARRIER_INFO\" = :p_carrier_info \
+                 WHERE \"CUSTOMER_ID\" = :p_customer_id"
+            ),
+            "{}",
             sql.update_rows
-                .ends_with("carrier_info = :p_carrier_info WHERE customer_id = :p_customer_id")
         );
         assert!(
+            sql.insert_rows.starts_with(
+                "INSERT INTO \"GOVSYNC\".\"CUSTOMER_PROFILE\" (\"CUSTOMER_ID\", \"NAME\", \"ADDRESS\", "
+            ),
+            "{}",
             sql.insert_rows
-                .starts_with("INSERT INTO customer_profile (")
         );
+        assert!(sql.insert_rows.ends_with(":p_version, :p_carrier_info)"));
         assert_eq!(
             sql.delete_rows,
-            "DELETE FROM customer_profile WHERE customer_id = :p_customer_id"
+            "DELETE FROM \"GOVSYNC\".\"CUSTOMER_PROFILE\" WHERE \"CUSTOMER_ID\" = :p_customer_id"
         );
         assert!(WATERMARK_CREATE.starts_with("MERGE INTO govsync_watermark w USING (SELECT"));
         assert!(WATERMARK_CREATE.contains("WHEN NOT MATCHED THEN INSERT"));
@@ -257,9 +523,76 @@ mod tests {
         }
     }
 
+    /// Oracle folds the dev table's unquoted names to upper case; the
+    /// default mapping (govsync's lower-case names) finds them all.
     #[test]
-    fn the_target_table_is_the_only_identifier_from_config() {
-        let sql = Sql::new("crm.customer_master", Duration::from_secs(10));
+    fn the_default_mapping_resolves_on_the_dev_table() {
+        let map = dev_map();
+        assert_eq!(map.key, "CUSTOMER_ID");
+        assert_eq!(map.name.as_deref(), Some("NAME"));
+        assert_eq!(map.version.as_deref(), Some("VERSION"));
+        for c in Column::ALL {
+            let m = map.field(c).unwrap();
+            assert_eq!(m.column, c.name().to_uppercase());
+            let want = match c {
+                Column::GeoLat | Column::GeoLon | Column::QualityScore => Adapter::Float,
+                Column::ReviewFlag => Adapter::BoolNumber,
+                Column::LastGovernanceTime => Adapter::TimeTz { digits: 6 },
+                _ => Adapter::Text,
+            };
+            assert_eq!(m.adapter, want, "{c}");
+        }
+        assert_eq!(
+            map.last_update.as_ref().unwrap().adapter,
+            Adapter::TimeTz { digits: 6 }
+        );
+    }
+
+    /// CRM.CUST_BASE: only its mapped columns, in its own spelling, with
+    /// the Y/N, NUMBER and DATE conversions; the version is govsync's.
+    #[test]
+    fn a_bank_table_gets_statements_in_its_own_names_and_encodings() {
+        let sql = cust_base_sql();
+        let ids = "SELECT /*+ CARDINALITY(ids 1000) */ ids.column_value FROM TABLE(:p_ids) ids";
+        assert_eq!(
+            sql.read_rows,
+            format!(
+                "SELECT c.\"CUST_NO\", c.\"ADDR_LINE\", c.\"ID_NO\", c.\"MOBILE_NO\", \
+                 TO_BINARY_DOUBLE(c.\"DATA_QLTY\"), c.\"CHK_STATUS\", \
+                 CASE c.\"REVIEW_IND\" WHEN 'Y' THEN 1 WHEN 'N' THEN 0 END, \
+                 SYS_EXTRACT_UTC(FROM_TZ(CAST(c.\"UPD_TS\" AS TIMESTAMP(9)), '+08:00')), NVL(s.version, 0) \
+                 FROM \"CRM\".\"CUST_BASE\" c LEFT JOIN govsync_row_state s ON s.customer_id = c.\"CUST_NO\" \
+                 WHERE c.\"CUST_NO\" IN ({ids})"
+            )
+        );
+        assert_eq!(
+            sql.lock_rows,
+            format!(
+                "{} ORDER BY c.\"CUST_NO\" FOR UPDATE OF c.\"CUST_NO\" WAIT 3",
+                sql.read_rows
+            )
+        );
+        assert_eq!(
+            sql.update_rows,
+            "UPDATE \"CRM\".\"CUST_BASE\" SET \"ADDR_LINE\" = :p_address, \"ID_NO\" = :p_id_card, \
+             \"MOBILE_NO\" = :p_phone, \"DATA_QLTY\" = :p_quality_score, \
+             \"CHK_STATUS\" = :p_validation_status, \
+             \"REVIEW_IND\" = CASE :p_review_flag WHEN 1 THEN 'Y' WHEN 0 THEN 'N' END \
+             WHERE \"CUST_NO\" = :p_customer_id"
+        );
+        assert_eq!(
+            sql.insert_rows,
+            "INSERT INTO \"CRM\".\"CUST_BASE\" (\"CUST_NO\", \"ADDR_LINE\", \"ID_NO\", \"MOBILE_NO\", \
+             \"DATA_QLTY\", \"CHK_STATUS\", \"REVIEW_IND\") VALUES (:p_customer_id, :p_address, :p_id_card, \
+             :p_phone, :p_quality_score, :p_validation_status, \
+             CASE :p_review_flag WHEN 1 THEN 'Y' WHEN 0 THEN 'N' END)"
+        );
+        assert_eq!(
+            sql.delete_rows,
+            "DELETE FROM \"CRM\".\"CUST_BASE\" WHERE \"CUST_NO\" = :p_customer_id"
+        );
+        // Nothing of the dev table, no column the mapping leaves out, and
+        // never the business's last-update time or a version written.
         for text in [
             &sql.lock_rows,
             &sql.read_rows,
@@ -267,10 +600,115 @@ mod tests {
             &sql.insert_rows,
             &sql.delete_rows,
         ] {
-            assert!(text.contains("crm.customer_master"), "{text}");
             assert!(!text.contains("customer_profile"), "{text}");
+            assert!(!text.contains("CHK_TS"), "{text}");
+            assert!(!text.contains("\"customer_id\""), "{text}");
         }
-        assert!(sql.lock_rows.ends_with("WAIT 10"));
+        for text in [&sql.update_rows, &sql.insert_rows] {
+            assert!(!text.contains("UPD_TS"), "{text}");
+            assert!(!text.contains("version"), "{text}");
+        }
+        assert_eq!(
+            sql.reads,
+            [
+                Read::Field(Column::Address, Adapter::Text),
+                Read::Field(Column::IdCard, Adapter::Text),
+                Read::Field(Column::Phone, Adapter::Text),
+                Read::Field(Column::QualityScore, Adapter::Decimal { scale: 2 }),
+                Read::Field(Column::ValidationStatus, Adapter::Text),
+                Read::Field(Column::ReviewFlag, Adapter::BoolYn),
+                Read::LastUpdate(Adapter::TimeLocal { digits: 0 }),
+                Read::Version,
+            ]
+        );
+    }
+
+    /// `row_from` decodes by position: the key, then one item per read.
+    #[test]
+    fn the_select_list_is_the_key_and_the_reads() {
+        for sql in [sql(), cust_base_sql()] {
+            for text in [&sql.lock_rows, &sql.read_rows] {
+                assert_eq!(
+                    select_items(text).len(),
+                    1 + sql.reads.len(),
+                    "{:?}",
+                    select_items(text)
+                );
+            }
+        }
+        assert_eq!(
+            select_items("SELECT a, f(b, 'x'), CASE c WHEN 1 THEN 2 END FROM t"),
+            ["a", "f(b, 'x')", "CASE c WHEN 1 THEN 2 END"]
+        );
+    }
+
+    #[test]
+    fn times_without_a_zone_are_local_time_in_the_mapping_zone() {
+        let mut cat = cust_base_catalog();
+        cat.columns
+            .extend(catalog(&[col("CHK_TS3", "TIMESTAMP(3)", 0, None, Some(3))], &[]).columns);
+        let mut m = cust_base_mapping();
+        m.columns
+            .insert(Column::LastGovernanceTime, "chk_ts".into());
+        let sql = |m: &TableMapping| {
+            let map = resolve(
+                m,
+                "CRM.CUST_BASE",
+                "\"CRM\".\"CUST_BASE\"".into(),
+                Some(&cat),
+            )
+            .unwrap();
+            Sql::new(Arc::new(map), Duration::from_secs(3))
+        };
+        let date = sql(&m);
+        assert!(
+            date.update_rows.contains(
+                "\"CHK_TS\" = CAST((:p_last_governance_time AT TIME ZONE '+08:00') AS DATE)"
+            ),
+            "{}",
+            date.update_rows
+        );
+        assert!(
+            date.insert_rows
+                .contains("CAST((:p_last_governance_time AT TIME ZONE '+08:00') AS DATE)")
+        );
+        assert!(
+            date.read_rows
+                .contains("SYS_EXTRACT_UTC(FROM_TZ(CAST(c.\"CHK_TS\" AS TIMESTAMP(9)), '+08:00'))")
+        );
+        m.columns
+            .insert(Column::LastGovernanceTime, "chk_ts3".into());
+        m.zone = chrono::FixedOffset::west_opt(5 * 3600).unwrap();
+        let ts = sql(&m);
+        assert!(
+            ts.update_rows.contains(
+                "\"CHK_TS3\" = CAST((:p_last_governance_time AT TIME ZONE '-05:00') AS TIMESTAMP(3))"
+            ),
+            "{}",
+            ts.update_rows
+        );
+        assert!(ts.read_rows.contains("'-05:00'"));
+    }
+
+    #[test]
+    fn a_boolean_column_is_refused_with_the_fix() {
+        let mut cat = cust_base_catalog();
+        cat.columns
+            .extend(catalog(&[col("REVIEW_B", "BOOLEAN", 0, None, None)], &[]).columns);
+        let mut m = cust_base_mapping();
+        m.columns.insert(Column::ReviewFlag, "review_b".into());
+        let map = resolve(&m, "CRM.CUST_BASE", "x".into(), Some(&cat)).unwrap();
+        let e = unsupported(&map, "CRM.CUST_BASE").unwrap().to_string();
+        assert!(
+            e.contains("database.mapping.columns.review_flag = \"REVIEW_B\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("BOOLEAN") && e.contains("NUMBER(1)") && e.contains("CHAR(1)"),
+            "{e}"
+        );
+        assert!(unsupported(&dev_map(), "customer_profile").is_none());
+        assert!(unsupported(cust_base_sql().map.as_ref(), "CRM.CUST_BASE").is_none());
     }
 
     #[test]
@@ -279,20 +717,32 @@ mod tests {
         assert_eq!(lock_wait_secs(Duration::from_millis(1000)), 1);
         assert_eq!(lock_wait_secs(Duration::from_millis(1001)), 2);
         assert_eq!(lock_wait_secs(Duration::from_secs(10)), 10);
+        let sql = Sql::new(Arc::new(dev_map()), Duration::from_secs(10));
+        assert!(sql.lock_rows.ends_with("WAIT 10"));
     }
 
     #[test]
     fn id_list_queries_bind_one_collection() {
-        let sql = sql();
-        for text in [
-            &sql.lock_rows,
-            &sql.read_rows,
-            &sql.seen_events,
-            &sql.row_states,
-        ] {
-            assert_eq!(placeholders(text), ["p_ids"], "{text}");
+        for sql in [sql(), cust_base_sql()] {
+            for text in [
+                &sql.lock_rows,
+                &sql.read_rows,
+                &sql.seen_events,
+                &sql.row_states,
+            ] {
+                assert_eq!(placeholders(text), ["p_ids"], "{text}");
+            }
         }
+        let sql = sql();
         assert!(sql.row_states.contains("FROM govsync_row_state"));
         assert!(ROW_STATE_MERGE.contains("WHEN NOT MATCHED THEN INSERT"));
+    }
+
+    /// govsync's write count: a NULL leaves the stored one.
+    #[test]
+    fn the_row_state_merge_keeps_the_count_unless_given() {
+        assert!(ROW_STATE_MERGE.contains(":p_version AS version"));
+        assert!(ROW_STATE_MERGE.contains("s.version = COALESCE(n.version, s.version)"));
+        assert!(ROW_STATE_MERGE.ends_with("n.phone_governed_at, n.version)"));
     }
 }

@@ -181,7 +181,9 @@ impl Tx for OracleTx {
     async fn lock_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>> {
         let ids = ids.to_vec();
         let rows = self
-            .call(move |conn, sql| query_ids(conn, &sql.lock_rows, &ids, row_from))
+            .call(move |conn, sql| {
+                query_ids(conn, &sql.lock_rows, &ids, |r| row_from(&sql.reads, r))
+            })
             .await?;
         Ok(rows.into_iter().collect())
     }
@@ -189,7 +191,9 @@ impl Tx for OracleTx {
     async fn read_rows(&mut self, ids: &[String]) -> SinkResult<HashMap<String, Row>> {
         let ids = ids.to_vec();
         let rows = self
-            .call(move |conn, sql| query_ids(conn, &sql.read_rows, &ids, row_from))
+            .call(move |conn, sql| {
+                query_ids(conn, &sql.read_rows, &ids, |r| row_from(&sql.reads, r))
+            })
             .await?;
         Ok(rows.into_iter().collect())
     }
@@ -259,12 +263,12 @@ impl Tx for OracleTx {
         inserts: &[RowWrite],
         deletes: &[String],
     ) -> SinkResult<()> {
-        check_storable(updates)?;
-        check_storable(inserts)?;
+        check_storable(&self.sql.map, updates)?;
+        check_storable(&self.sql.map, inserts)?;
         let log = change_log_binds(batch_id, log);
         let n_updates = updates.len() as u64;
-        let updates = update_binds(updates);
-        let inserts = insert_binds(inserts);
+        let updates = update_binds(&self.sql, updates);
+        let inserts = insert_binds(&self.sql, inserts);
         let deletes = delete_binds(deletes);
         self.call(move |conn, sql| {
             exec_many(conn, CHANGE_LOG_INSERT, &log)?;
