@@ -473,6 +473,32 @@ pub fn resolve(
     })
 }
 
+/// The CUST_BASE mapping of the README as an operator writes it
+/// (unquoted lower-case names), for the unit tests here and the Oracle
+/// sink's.
+#[cfg(test)]
+pub(crate) fn cust_base_mapping() -> TableMapping {
+    let mut m = TableMapping {
+        key: "cust_no".into(),
+        name: None,
+        version: None,
+        last_update: Some("upd_ts".into()),
+        zone: FixedOffset::east_opt(8 * 3600).expect("+08:00"),
+        columns: Default::default(),
+    };
+    for (c, n) in [
+        (Column::Address, "addr_line"),
+        (Column::Phone, "mobile_no"),
+        (Column::IdCard, "id_no"),
+        (Column::QualityScore, "data_qlty"),
+        (Column::ValidationStatus, "chk_status"),
+        (Column::ReviewFlag, "review_ind"),
+    ] {
+        m.columns.insert(c, n.into());
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,28 +527,6 @@ mod tests {
             ],
             unique: vec!["CUST_NO".into()],
         }
-    }
-
-    fn cust_base_mapping() -> TableMapping {
-        let mut m = TableMapping {
-            key: "cust_no".into(),
-            name: None,
-            version: None,
-            last_update: Some("upd_ts".into()),
-            zone: FixedOffset::east_opt(8 * 3600).unwrap(),
-            columns: Default::default(),
-        };
-        for (c, n) in [
-            (Column::Address, "addr_line"),
-            (Column::Phone, "mobile_no"),
-            (Column::IdCard, "id_no"),
-            (Column::QualityScore, "data_qlty"),
-            (Column::ValidationStatus, "chk_status"),
-            (Column::ReviewFlag, "review_ind"),
-        ] {
-            m.columns.insert(c, n.into());
-        }
-        m
     }
 
     #[test]

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 
 use super::catalog::{ColumnRow, sql_type};
 use super::sql::Sql;
 use crate::config::TableMapping;
-use crate::event::{Column, Row};
+use crate::event::Row;
 use crate::sink::PartitionKey;
 use crate::sink::plan::RowWrite;
 use crate::sink::table::{Catalog, CatalogColumn, TableMap, resolve};
@@ -173,27 +173,7 @@ pub(super) fn cust_base_catalog() -> Catalog {
 }
 
 /// The mapping of CUST_BASE as an operator writes it (unquoted names).
-pub(super) fn cust_base_mapping() -> TableMapping {
-    let mut m = TableMapping {
-        key: "cust_no".into(),
-        name: None,
-        version: None,
-        last_update: Some("upd_ts".into()),
-        zone: FixedOffset::east_opt(8 * 3600).unwrap(),
-        columns: Default::default(),
-    };
-    for (c, n) in [
-        (Column::Address, "addr_line"),
-        (Column::Phone, "mobile_no"),
-        (Column::IdCard, "id_no"),
-        (Column::QualityScore, "data_qlty"),
-        (Column::ValidationStatus, "chk_status"),
-        (Column::ReviewFlag, "review_ind"),
-    ] {
-        m.columns.insert(c, n.into());
-    }
-    m
-}
+pub(super) use crate::sink::table::cust_base_mapping;
 
 pub(super) fn cust_base_sql() -> Sql {
     let map = resolve(
