@@ -66,9 +66,17 @@ pub(super) fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
         b'-' => (-1, &s[1..]),
         _ => return None,
     };
+    // HH:MM, hours up to 14 (the widest offset in use), minutes below 60.
     let (h, m) = rest.split_once(':')?;
-    let secs = h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60;
-    chrono::FixedOffset::east_opt(sign * secs)
+    let digits = |x: &str| x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
 }
 
 /// Splits a database URL into kind, URL without password, and password.
@@ -187,5 +195,19 @@ mod tests {
             (DbKind::Oracle, "oracle://govsync@db:1521/FREEPDB1", None)
         );
         assert!(parse_db_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn offsets_are_hh_mm_within_range() {
+        let east = |h: i32, m: i32| chrono::FixedOffset::east_opt(h * 3600 + m * 60);
+        assert_eq!(parse_offset("+08:00"), east(8, 0));
+        assert_eq!(parse_offset("-03:30"), east(-3, -30));
+        assert_eq!(parse_offset("Z"), east(0, 0));
+        assert_eq!(parse_offset(" +05:45 "), east(5, 45));
+        for bad in [
+            "+08:99", "+15:00", "+8:00", "+08:-30", "08:00", "+08", "+0a:00", "",
+        ] {
+            assert_eq!(parse_offset(bad), None, "{bad:?}");
+        }
     }
 }
