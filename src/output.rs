@@ -190,6 +190,27 @@ struct Source<'a> {
     offset: i64,
 }
 
+/// A review's priority: the engine's, else high for what govsync refused to
+/// write and medium for a flag written.
+pub fn review_priority(c: &Checked, reason: ReviewReason) -> &'static str {
+    c.review_priority
+        .map(|p| p.as_str())
+        .unwrap_or(match reason {
+            ReviewReason::CheckContradiction | ReviewReason::Conflict => "high",
+            ReviewReason::Flagged => "medium",
+        })
+}
+
+/// The name of a review reason, as the review topic and the review items
+/// write it.
+pub fn reason_name(reason: ReviewReason) -> &'static str {
+    match reason {
+        ReviewReason::Flagged => "flagged",
+        ReviewReason::CheckContradiction => "check_contradiction",
+        ReviewReason::Conflict => "conflict",
+    }
+}
+
 /// Builds the review message for a record.
 #[allow(clippy::too_many_arguments)]
 pub fn review(
@@ -202,9 +223,9 @@ pub fn review(
     batch_id: &str,
     review_topic: &str,
 ) -> OutMessage {
-    let cols: Vec<Column> = c.writes.iter().map(|(col, _)| *col).collect();
+    let cols: Vec<Column> = c.proposed.iter().map(|(col, _)| *col).collect();
     let mut proposed = serde_json::Map::new();
-    for (col, v) in &c.writes {
+    for (col, v) in &c.proposed {
         proposed.insert(
             col.name().to_string(),
             serde_json::to_value(v).unwrap_or_default(),
@@ -216,10 +237,7 @@ pub fn review(
         .and_then(|v| std::str::from_utf8(v).ok());
     let event: Option<Box<RawValue>> =
         event_text.and_then(|t| RawValue::from_string(t.to_string()).ok());
-    let priority = match reason {
-        ReviewReason::CheckContradiction | ReviewReason::Conflict => "high",
-        ReviewReason::Flagged => "medium",
-    };
+    let priority = review_priority(c, reason);
     let doc = ReviewDoc {
         schema_version: 1,
         event_id: &c.event_id,
@@ -228,7 +246,7 @@ pub fn review(
         data_type: c.data_type.as_str(),
         reason,
         details,
-        review_priority: c.review_priority.map(|p| p.as_str()).unwrap_or(priority),
+        review_priority: priority,
         written,
         current: current.map(|r| r.image(&cols)),
         proposed: serde_json::Value::Object(proposed),

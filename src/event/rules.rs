@@ -82,6 +82,10 @@ pub struct Checked {
     /// Column values to write, in target_fields order (for `Flag` only the
     /// metadata columns are kept).
     pub writes: Vec<(Column, Value)>,
+    /// Every target column's value as the event would write it if applied
+    /// (the review item's proposal; `writes` is what this disposition
+    /// writes now).
+    pub proposed: Vec<(Column, Value)>,
     /// Data values as the engine read them (merge policy compares the row
     /// against these).
     pub seen_values: Vec<(Column, Value)>,
@@ -165,6 +169,13 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
         Disposition::Apply
     };
 
+    // What the event would write were it applied (what a reviewer approves).
+    let proposed: Vec<(Column, Value)> = targets
+        .iter()
+        .filter_map(|col| {
+            column_value(e, *col, &data_value, &Disposition::Apply, governed_at).map(|v| (*col, v))
+        })
+        .collect();
     // The value of each column this disposition writes.
     let mut writes = Vec::with_capacity(targets.len());
     for col in targets {
@@ -200,6 +211,7 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
         governed_at,
         seen_last_update,
         writes,
+        proposed,
         seen_values,
         name: o.name.clone(),
         disposition,

@@ -88,6 +88,11 @@ pub const POSTGRES: &[Embedded] = &[
         "row version",
         include_str!("../../migrations/postgres/0003_row_version.sql"),
     ),
+    (
+        4,
+        "review items",
+        include_str!("../../migrations/postgres/0004_review_items.sql"),
+    ),
 ];
 pub const POSTGRES_DEV: &[Embedded] = &[(
     1,
@@ -109,6 +114,11 @@ pub const SQLITE: &[Embedded] = &[
         3,
         "row version",
         include_str!("../../migrations/sqlite/0003_row_version.sql"),
+    ),
+    (
+        4,
+        "review items",
+        include_str!("../../migrations/sqlite/0004_review_items.sql"),
     ),
 ];
 pub const SQLITE_DEV: &[Embedded] = &[(

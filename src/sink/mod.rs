@@ -176,6 +176,59 @@ pub struct RowState {
     pub version: Option<i64>,
 }
 
+/// A review item (`govsync_review_item`): a record the batch sent to the
+/// review topic, written in the same transaction, so the open items and
+/// the review topic never disagree after a crash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewItem {
+    pub event_id: String,
+    pub batch_id: String,
+    pub customer_id: String,
+    pub data_type: DataType,
+    pub region_code: String,
+    /// `flagged`, `check_contradiction` or `conflict`.
+    pub reason: &'static str,
+    /// `high`, `medium` or `low`.
+    pub priority: &'static str,
+    /// govsync's reasons, a JSON array.
+    pub details: String,
+    /// What the event would write, a JSON object of logical fields.
+    pub proposed: String,
+    /// The row's mapped fields when the item was raised (JSON object);
+    /// `None` when the row did not exist.
+    pub current: Option<String>,
+    /// The row's version when the item was raised.
+    pub row_version: Option<i64>,
+    pub governed_at: DateTime<Utc>,
+    /// `open`, or `superseded` when a later record of the same batch
+    /// applied a newer result for the same customer and data type.
+    pub status: &'static str,
+    pub superseded_by: Option<String>,
+}
+
+/// The open items of a customer and data type, superseded by the applied
+/// result `by` (an event id) of this batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Supersede {
+    pub customer_id: String,
+    pub data_type: DataType,
+    pub by: String,
+}
+
+/// A review item as stored (the review tools and the tests read these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReviewItem {
+    pub event_id: String,
+    pub customer_id: String,
+    pub data_type: String,
+    pub reason: String,
+    pub priority: String,
+    pub status: String,
+    pub superseded_by: Option<String>,
+    pub row_version: Option<i64>,
+    pub proposed: String,
+}
+
 /// What [`Tx::write`] knows about the rows it wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -202,6 +255,10 @@ pub struct Writes<'a> {
     /// Rows to delete (the rollback of an insert).
     pub deletes: &'a [String],
     pub state: &'a [RowState],
+    /// Review items raised by the batch, and the open items its applied
+    /// results supersede.
+    pub review_items: &'a [ReviewItem],
+    pub supersede: &'a [Supersede],
     /// The batch's review and dead-letter messages, with its partition and
     /// next offset.
     pub outbox: Option<(&'a PartitionKey, i64, &'a [OutMessage])>,
@@ -227,6 +284,8 @@ impl<'a> Writes<'a> {
             inserts,
             deletes: &[],
             state: &[],
+            review_items: &[],
+            supersede: &[],
             outbox: None,
             prune_outbox: None,
             ledger: None,
@@ -294,6 +353,15 @@ pub trait Tx: Send {
     ) -> SinkResult<()>;
     /// Upserts rows' states.
     async fn write_state(&mut self, state: &[RowState]) -> SinkResult<()>;
+    /// Inserts review items (an event id already there is left alone) and
+    /// marks the open items of each superseded customer and data type
+    /// superseded. The supersession does not touch the items inserted by
+    /// the same call.
+    async fn write_review(
+        &mut self,
+        items: &[ReviewItem],
+        supersede: &[Supersede],
+    ) -> SinkResult<()>;
     async fn write_outbox(
         &mut self,
         batch_id: &str,
@@ -351,6 +419,9 @@ pub async fn write_each<T: Tx + ?Sized>(tx: &mut T, w: &Writes<'_>) -> SinkResul
     if !w.state.is_empty() {
         tx.write_state(w.state).await?;
     }
+    if !w.review_items.is_empty() || !w.supersede.is_empty() {
+        tx.write_review(w.review_items, w.supersede).await?;
+    }
     if let Some((key, next, msgs)) = w.outbox
         && !msgs.is_empty()
     {
@@ -384,6 +455,8 @@ pub trait Database: Send + Sync {
     /// nothing did). `Err` names every problem and its fix.
     async fn check_table(&self) -> SinkResult<Arc<table::TableMap>>;
     async fn batches(&self, filter: &BatchFilter) -> SinkResult<Vec<LedgerEntry>>;
+    /// Review items, oldest first, of `status` if given.
+    async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>>;
     /// Keeps the change log to `retention`, counted from when a row was
     /// logged: drops or deletes what is older, and prepares what is coming
     /// (PostgreSQL's daily partitions). Returns what it did.

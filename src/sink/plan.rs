@@ -132,6 +132,9 @@ pub struct Decision {
     pub details: Vec<String>,
     /// The row before this record, for conflicts (what the reviewer sees).
     pub current: Option<Row>,
+    /// For a record that raises a review item (review, conflict, flagged):
+    /// the row as it was when the record was decided (`None`: no row).
+    pub raised: Option<Row>,
     /// Images of the written columns.
     /// JSON text: built once, written as is (a serde_json::Value tree per
     /// record costs kilobytes in a 5000-record batch).
@@ -146,6 +149,7 @@ impl Decision {
             operation,
             details,
             current: None,
+            raised: None,
             before: None,
             after: None,
         }
@@ -217,11 +221,10 @@ pub fn plan(
             continue;
         }
         if let Disposition::Hold(reasons) = &c.disposition {
-            decisions.push(Some(Decision::bare(
-                Outcome::Review,
-                "hold",
-                reasons.clone(),
-            )));
+            decisions.push(Some(Decision {
+                raised: rows.get(cust).or_else(|| snap.rows.get(cust)).cloned(),
+                ..Decision::bare(Outcome::Review, "hold", reasons.clone())
+            }));
             continue;
         }
         let last = last_gov
@@ -256,6 +259,7 @@ pub fn plan(
         if c.operation == OperationType::Insert && exists {
             decisions.push(Some(Decision {
                 current: rows.get(cust).cloned(),
+                raised: rows.get(cust).cloned(),
                 ..Decision::bare(
                     Outcome::Conflict,
                     "none",
@@ -298,6 +302,7 @@ pub fn plan(
                 ConflictPolicy::Review => {
                     decisions.push(Some(Decision {
                         current: Some(row.clone()),
+                        raised: Some(row.clone()),
                         ..Decision::bare(Outcome::Conflict, "none", vec![why])
                     }));
                     continue;
@@ -311,6 +316,7 @@ pub fn plan(
                     Err(reason) => {
                         decisions.push(Some(Decision {
                             current: Some(row.clone()),
+                            raised: Some(row.clone()),
                             ..Decision::bare(Outcome::Conflict, "none", vec![why, reason])
                         }));
                         continue;
@@ -320,6 +326,7 @@ pub fn plan(
         }
 
         let cols: Vec<Column> = writes.iter().map(|(c, _)| *c).collect();
+        let raised = matches!(c.disposition, Disposition::Flag(_)).then(|| row.clone());
         let before = row.image_json(&cols);
         for (col, v) in &writes {
             row.set(*col, v);
@@ -341,6 +348,7 @@ pub fn plan(
             operation,
             details,
             current: None,
+            raised,
             before: Some(before),
             after: Some(after),
         }));
@@ -437,6 +445,11 @@ mod tests {
             governed_at: t(governed),
             seen_last_update: Some(t("2024-01-10 14:30:00")),
             writes: vec![
+                (Column::Address, Value::Text(address.into())),
+                (Column::QualityScore, Value::Float(0.92)),
+                (Column::LastGovernanceTime, Value::Time(t(governed))),
+            ],
+            proposed: vec![
                 (Column::Address, Value::Text(address.into())),
                 (Column::QualityScore, Value::Float(0.92)),
                 (Column::LastGovernanceTime, Value::Time(t(governed))),

@@ -209,6 +209,7 @@ async fn attempt(
         }
     };
     let log = log_entries(batch, &live, &checked, &plan);
+    let (review_items, supersede) = review_items(batch, &checked, &plan, &snap, &tx.table_map());
     record_outcomes(&mut report, batch, &live, &plan, &poison, opts, w_db);
 
     let next = batch.next_offset().max(w_db);
@@ -220,6 +221,8 @@ async fn attempt(
         inserts: &plan.inserts,
         deletes: &[],
         state: &plan.state,
+        review_items: &review_items,
+        supersede: &supersede,
         outbox: Some((&batch.key, next, &report.outputs)),
         prune_outbox: batch.prune_outbox_upto.map(|upto| (&batch.key, upto)),
         ledger: Some(&ledger),
@@ -447,6 +450,90 @@ pub(super) fn log_entries(
         });
     }
     out
+}
+
+/// The review items a planned batch raises (one per record it sends to
+/// the review topic) and the open items its applied results supersede.
+/// Records are taken in offset order: an item raised by one record is
+/// superseded (already at insert) by a later record of the same batch
+/// that applies a result for the same customer and data type; items of
+/// earlier batches are superseded by any result applied here. A held
+/// result (govsync's check contradicts the engine) that is older than a
+/// result already applied for its customer and data type is raised
+/// superseded: the message still goes to the review topic, but nobody
+/// needs to decide on data that has moved on.
+fn review_items(
+    batch: &SinkBatch,
+    checked: &[&Checked],
+    plan: &Plan,
+    snap: &Snapshot,
+    map: &super::table::TableMap,
+) -> (Vec<super::ReviewItem>, Vec<super::Supersede>) {
+    let mapped: Vec<Column> = map.mapped().map(|(c, _)| c).collect();
+    let mut items: Vec<super::ReviewItem> = Vec::new();
+    // Applied results by (customer, data type): the last one's event id
+    // and when it was governed.
+    let mut applied: BTreeMap<(&str, DataType), (&str, chrono::DateTime<Utc>)> = BTreeMap::new();
+    for (j, d) in plan.decisions.iter().enumerate() {
+        let Some(d) = d else { continue };
+        let c = checked[j];
+        let key = (c.customer_id.as_str(), c.data_type);
+        if d.outcome.wrote() {
+            for it in items.iter_mut().filter(|it| {
+                it.status == "open"
+                    && it.customer_id == c.customer_id
+                    && it.data_type == c.data_type
+            }) {
+                it.status = "superseded";
+                it.superseded_by = Some(c.event_id.clone());
+            }
+            applied.insert(key, (c.event_id.as_str(), c.governed_at));
+        }
+        let reason = match d.outcome {
+            Outcome::Flagged => ReviewReason::Flagged,
+            Outcome::Review => ReviewReason::CheckContradiction,
+            Outcome::Conflict => ReviewReason::Conflict,
+            _ => continue,
+        };
+        let newest_applied = applied
+            .get(&key)
+            .map(|(_, t)| *t)
+            .max(snap.last_governed(&c.customer_id, c.data_type));
+        let stale =
+            d.outcome == Outcome::Review && newest_applied.is_some_and(|t| t > c.governed_at);
+        let mut proposed = serde_json::Map::new();
+        for (col, v) in &c.proposed {
+            proposed.insert(
+                col.name().to_string(),
+                serde_json::to_value(v).unwrap_or_default(),
+            );
+        }
+        items.push(super::ReviewItem {
+            event_id: c.event_id.clone(),
+            batch_id: batch.batch_id.clone(),
+            customer_id: c.customer_id.clone(),
+            data_type: c.data_type,
+            region_code: c.region_code.clone(),
+            reason: output::reason_name(reason),
+            priority: output::review_priority(c, reason),
+            details: serde_json::to_string(&d.details).unwrap_or_else(|_| "[]".into()),
+            proposed: serde_json::Value::Object(proposed).to_string(),
+            current: d.raised.as_ref().map(|r| r.image_json(&mapped)),
+            row_version: d.raised.as_ref().map(|r| r.version),
+            governed_at: c.governed_at,
+            status: if stale { "superseded" } else { "open" },
+            superseded_by: None,
+        });
+    }
+    let supersede = applied
+        .into_iter()
+        .map(|((customer, dt), (by, _))| super::Supersede {
+            customer_id: customer.to_string(),
+            data_type: dt,
+            by: by.to_string(),
+        })
+        .collect();
+    (items, supersede)
 }
 
 fn side_output(

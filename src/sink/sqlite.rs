@@ -20,7 +20,10 @@ use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 use super::plan::RowWrite;
 use super::sqlx_common::{Arg, Dialect, SqlxDatabase};
 use super::table::{Adapter, Catalog, CatalogColumn, SqlType, TableMap, quote};
-use super::{EventKey, LogEntry, PartitionKey, RowState, SinkError, SinkResult, migrate};
+use super::{
+    EventKey, LogEntry, PartitionKey, ReviewItem, RowState, SinkError, SinkResult, Supersede,
+    migrate,
+};
 use crate::config::DatabaseConfig;
 use crate::event::{Column, Row, Value};
 use crate::message::{OutMessage, encode_headers};
@@ -362,6 +365,9 @@ impl Dialect for Sqlite {
     const BATCH_LOG: &'static str = "SELECT event_id, customer_id, data_type, operation, before_image, \
         after_image FROM govsync_change_log WHERE batch_id = ?1 AND outcome IN ('applied', 'flagged') \
         ORDER BY id";
+    const REVIEW_ITEMS: &'static str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
+        superseded_by, row_version, proposed FROM govsync_review_item \
+        WHERE ($1 IS NULL OR status = $1) ORDER BY created_at, event_id";
     type TableSql = Sql;
 
     fn table_sql(map: Arc<TableMap>) -> Sql {
@@ -399,6 +405,10 @@ impl Dialect for Sqlite {
     }
 
     fn get_i64(row: &SqliteRow, i: usize) -> Result<i64, sqlx::Error> {
+        row.try_get(i)
+    }
+
+    fn get_opt_i64(row: &SqliteRow, i: usize) -> Result<Option<i64>, sqlx::Error> {
         row.try_get(i)
     }
 
@@ -595,6 +605,62 @@ impl Dialect for Sqlite {
                 .bind(json_ids(deletes))
                 .execute(&mut **tx)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// The supersession first, so it leaves this call's items alone.
+    async fn write_review(
+        tx: &mut Transaction<'static, Self>,
+        items: &[ReviewItem],
+        supersede: &[Supersede],
+    ) -> SinkResult<()> {
+        if !supersede.is_empty() {
+            let arr: Vec<serde_json::Value> = supersede
+                .iter()
+                .map(|s| json!([s.customer_id, s.data_type.as_str(), s.by]))
+                .collect();
+            sqlx::query(
+                "UPDATE govsync_review_item SET status = 'superseded', superseded_by = j.value->>2 \
+                 FROM jsonb_each(?1) AS j WHERE govsync_review_item.status = 'open' \
+                 AND govsync_review_item.customer_id = j.value->>0 AND govsync_review_item.data_type = j.value->>1",
+            )
+            .bind(serde_json::Value::Array(arr).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !items.is_empty() {
+            let arr: Vec<serde_json::Value> = items
+                .iter()
+                .map(|i| {
+                    json!([
+                        i.event_id,
+                        i.batch_id,
+                        i.customer_id,
+                        i.data_type.as_str(),
+                        i.region_code,
+                        i.reason,
+                        i.priority,
+                        i.details,
+                        i.proposed,
+                        i.current,
+                        i.row_version,
+                        time_text(i.governed_at),
+                        i.status,
+                        i.superseded_by,
+                    ])
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO govsync_review_item (event_id, batch_id, customer_id, data_type, region_code, reason, \
+                 priority, details, proposed, current_row, row_version, governed_at, status, superseded_by) \
+                 SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, j.value->>4, j.value->>5, j.value->>6, \
+                 j.value->>7, j.value->>8, j.value->>9, j.value->>10, j.value->>11, j.value->>12, j.value->>13 \
+                 FROM jsonb_each(?1) AS j WHERE true ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(serde_json::Value::Array(arr).to_string())
+            .execute(&mut **tx)
+            .await?;
         }
         Ok(())
     }

@@ -21,8 +21,8 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 use super::plan::RowWrite;
 use super::table::{Catalog, TableMap};
 use super::{
-    BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, RowState,
-    SinkError, SinkResult, Snapshot, Stored, Tx, Writes,
+    BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, ReviewItem,
+    RowState, SinkError, SinkResult, Snapshot, Stored, StoredReviewItem, Supersede, Tx, Writes,
 };
 use crate::config::{DatabaseConfig, TableMapping};
 use crate::event::Row;
@@ -63,6 +63,8 @@ where
     const BATCHES: &'static str;
     /// A batch's logged changes (`$1`: the batch id), in offset order.
     const BATCH_LOG: &'static str;
+    /// Review items, oldest first (`$1`: a status or NULL for all).
+    const REVIEW_ITEMS: &'static str;
 
     /// The dialect's texts of the statements that name the target table.
     type TableSql: Send + Sync + std::fmt::Debug;
@@ -77,6 +79,7 @@ where
     fn bind<'q>(q: Query<'q, Self>, a: Arg<'_>) -> Query<'q, Self>;
     fn get_text(row: &Self::Row, i: usize) -> Result<Option<String>, sqlx::Error>;
     fn get_i64(row: &Self::Row, i: usize) -> Result<i64, sqlx::Error>;
+    fn get_opt_i64(row: &Self::Row, i: usize) -> Result<Option<i64>, sqlx::Error>;
     fn get_bytes(row: &Self::Row, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error>;
     fn get_time(row: &Self::Row, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
 
@@ -107,6 +110,12 @@ where
     ) -> SinkResult<Vec<RowState>>;
     async fn write_state(tx: &mut Transaction<'static, Self>, state: &[RowState])
     -> SinkResult<()>;
+    /// See [`Tx::write_review`].
+    async fn write_review(
+        tx: &mut Transaction<'static, Self>,
+        items: &[ReviewItem],
+        supersede: &[Supersede],
+    ) -> SinkResult<()>;
     /// The plan's inputs; by default one statement per kind.
     async fn read_snapshot(
         tx: &mut SqlxTx<Self>,
@@ -172,6 +181,7 @@ pub struct SharedSql {
     batch_status_set: String,
     batch_log_read: String,
     batches: String,
+    review_items: String,
 }
 
 const WATERMARK_READ: &str = "SELECT next_offset FROM govsync_watermark \
@@ -218,6 +228,7 @@ impl SharedSql {
             batch_status_set: t("UPDATE govsync_batch SET status = $2 WHERE batch_id = $1"),
             batch_log_read: t(D::BATCH_LOG),
             batches: t(D::BATCHES),
+            review_items: t(D::REVIEW_ITEMS),
         }
     }
 }
@@ -344,6 +355,14 @@ where
 
     async fn write_state(&mut self, state: &[RowState]) -> SinkResult<()> {
         D::write_state(&mut self.tx, state).await
+    }
+
+    async fn write_review(
+        &mut self,
+        items: &[ReviewItem],
+        supersede: &[Supersede],
+    ) -> SinkResult<()> {
+        D::write_review(&mut self.tx, items, supersede).await
     }
 
     async fn write(&mut self, w: &Writes<'_>) -> SinkResult<Stored> {
@@ -588,6 +607,28 @@ where
 
     async fn maintain(&self, retention: std::time::Duration) -> SinkResult<String> {
         D::maintain(&self.pool, retention).await
+    }
+
+    async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>> {
+        let rows = query::<D>(&self.shared.review_items, &[Arg::OptStr(status)])
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text = |i| -> SinkResult<String> { Ok(D::get_text(r, i)?.unwrap_or_default()) };
+                Ok(StoredReviewItem {
+                    event_id: text(0)?,
+                    customer_id: text(1)?,
+                    data_type: text(2)?,
+                    reason: text(3)?,
+                    priority: text(4)?,
+                    status: text(5)?,
+                    superseded_by: D::get_text(r, 6)?,
+                    row_version: D::get_opt_i64(r, 7)?,
+                    proposed: text(8)?,
+                })
+            })
+            .collect()
     }
 
     async fn check_table(&self) -> SinkResult<Arc<TableMap>> {

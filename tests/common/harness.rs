@@ -263,18 +263,23 @@ impl Env {
 
     /// Kafka's committed offsets of the group, per partition.
     pub fn committed(&self) -> BTreeMap<i32, Option<i64>> {
+        self.try_committed().unwrap()
+    }
+
+    /// [`Env::committed`], or the broker's error (a busy broker times out).
+    fn try_committed(&self) -> Result<BTreeMap<i32, Option<i64>>, rdkafka::error::KafkaError> {
         let c: BaseConsumer = self
             .client_config()
             .set("group.id", &self.raw.kafka.group_id)
             .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
+            .create()?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..self.partitions {
             tpl.add_partition(self.source(), p);
         }
-        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-        got.elements()
+        let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(got
+            .elements()
             .iter()
             .map(|e| {
                 (
@@ -285,29 +290,31 @@ impl Env {
                     },
                 )
             })
-            .collect()
+            .collect())
     }
 
     /// Kafka's committed offsets equal the end offsets on every partition
-    /// (an empty partition needs no commit).
+    /// (an empty partition needs no commit). A broker too busy to answer
+    /// within its timeout counts as "not yet" (this is polled).
     pub fn all_committed(&self) -> bool {
-        let ends = self.end_offsets();
-        let committed = self.committed();
+        let (Ok(ends), Ok(committed)) = (self.try_end_offsets(), self.try_committed()) else {
+            return false;
+        };
         ends.iter()
             .all(|(p, e)| committed.get(p).copied().flatten().unwrap_or(0) == *e)
     }
 
     /// High watermarks (end offsets) of the source topic.
     pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
-        let c: BaseConsumer = self.client_config().create().unwrap();
+        self.try_end_offsets().unwrap()
+    }
+
+    fn try_end_offsets(&self) -> Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
+        let c: BaseConsumer = self.client_config().create()?;
         (0..self.partitions)
             .map(|p| {
-                (
-                    p,
-                    c.fetch_watermarks(self.source(), p, Duration::from_secs(10))
-                        .unwrap()
-                        .1,
-                )
+                c.fetch_watermarks(self.source(), p, Duration::from_secs(10))
+                    .map(|w| (p, w.1))
             })
             .collect()
     }

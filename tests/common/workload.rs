@@ -352,6 +352,29 @@ pub async fn assert_exactly_once_in(
         "review topic holds exactly the expected events"
     );
 
+    // Review items: written with the batches that sent the messages, so
+    // after any crash there is one item per review message, each open or
+    // superseded (open + superseded = raised; nobody decided here).
+    let items: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_id, status FROM govsync_review_item")
+            .fetch_all(&env.pg)
+            .await
+            .unwrap();
+    let item_ids: std::collections::BTreeSet<String> =
+        items.iter().map(|(e, _)| e.clone()).collect();
+    assert_eq!(item_ids, got, "one review item per review message");
+    let open = items.iter().filter(|(_, s)| s == "open").count();
+    let superseded = items.iter().filter(|(_, s)| s == "superseded").count();
+    assert_eq!(
+        open + superseded,
+        items.len(),
+        "items are open or superseded: {items:?}"
+    );
+    eprintln!(
+        "review items: {} raised = {open} open + {superseded} superseded",
+        items.len()
+    );
+
     // Dead-letter topic: every expected source offset exactly once, with
     // its class and its original bytes.
     let dlq = env.read_topic(&env.raw.kafka.dlq_topic);

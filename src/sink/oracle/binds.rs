@@ -3,6 +3,8 @@
 //! [`check_storable`], which rejects a row Oracle cannot store before any
 //! SQL runs.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, SqlValue};
@@ -13,7 +15,8 @@ use crate::message::{OutMessage, encode_headers};
 use crate::sink::plan::RowWrite;
 use crate::sink::table::{Adapter, TableMap};
 use crate::sink::{
-    BatchFilter, LedgerEntry, LogEntry, PartitionKey, RowState, SinkError, SinkResult,
+    BatchFilter, LedgerEntry, LogEntry, PartitionKey, ReviewItem, RowState, SinkError, SinkResult,
+    Supersede,
 };
 
 /// Longest string bound as VARCHAR2 into a CLOB column, and longest value
@@ -226,6 +229,56 @@ pub fn row_state_binds(state: &[RowState]) -> Vec<Binds> {
         .collect()
 }
 
+/// One row per supersession, in `REVIEW_SUPERSEDE`'s order.
+pub fn supersede_binds(supersede: &[Supersede]) -> Vec<Binds> {
+    supersede
+        .iter()
+        .map(|sp| {
+            vec![
+                ("p_by", s(&sp.by)),
+                ("p_customer_id", s(&sp.customer_id)),
+                ("p_data_type", s(sp.data_type.as_str())),
+            ]
+        })
+        .collect()
+}
+
+/// One row per review item to insert, in `REVIEW_ITEM_INSERT`'s order:
+/// the items whose event id is neither `present` (stored already) nor
+/// repeated from an earlier item of the list (the first one is kept).
+/// The JSON texts are CLOB binds, last.
+pub fn review_item_binds(items: &[ReviewItem], present: &HashSet<String>) -> Vec<Binds> {
+    let mut taken: HashSet<&str> = HashSet::new();
+    items
+        .iter()
+        .filter(|it| !present.contains(&it.event_id) && taken.insert(it.event_id.as_str()))
+        .map(|it| {
+            vec![
+                ("p_event_id", s(&it.event_id)),
+                ("p_batch_id", s(&it.batch_id)),
+                ("p_customer_id", s(&it.customer_id)),
+                ("p_data_type", s(it.data_type.as_str())),
+                ("p_region_code", s(&it.region_code)),
+                ("p_reason", s(it.reason)),
+                ("p_priority", s(it.priority)),
+                ("p_row_version", Bind::Int(it.row_version)),
+                ("p_governed_at", Bind::Time(Some(it.governed_at))),
+                ("p_status", s(it.status)),
+                ("p_superseded_by", os(&it.superseded_by)),
+                ("p_details", Bind::Text(Some(it.details.clone()))),
+                ("p_proposed", Bind::Text(Some(it.proposed.clone()))),
+                ("p_current_row", Bind::Text(it.current.clone())),
+            ]
+        })
+        .collect()
+}
+
+/// `REVIEW_ITEMS_LIST`: a NULL status lists every item.
+pub fn review_items_binds(status: Option<&str>) -> Binds {
+    let status = Bind::Str(status.map(str::to_string));
+    vec![("p_status", status.clone()), ("p_status_eq", status)]
+}
+
 /// One row per update, in `Sql::update_rows`' order.
 pub fn update_binds(sql: &Sql, writes: &[RowWrite]) -> Vec<Binds> {
     writes
@@ -389,6 +442,25 @@ mod tests {
     use crate::event::DataType;
     use std::collections::{BTreeMap, HashSet};
 
+    fn review_item(event_id: &str, current: Option<&str>) -> ReviewItem {
+        ReviewItem {
+            event_id: event_id.into(),
+            batch_id: "b1".into(),
+            customer_id: "C1".into(),
+            data_type: DataType::Address,
+            region_code: "3201".into(),
+            reason: "flagged",
+            priority: "high",
+            details: r#"["low quality"]"#.into(),
+            proposed: serde_json::json!({"address": "江苏省南京市"}).to_string(),
+            current: current.map(str::to_string),
+            row_version: current.map(|_| 4),
+            governed_at: t("2024-01-15T02:20:00Z"),
+            status: "open",
+            superseded_by: None,
+        }
+    }
+
     /// Binding by position: every placeholder once, in the binds' order.
     fn assert_binds(sql: &str, binds: &Binds) {
         let names: Vec<&str> = binds.iter().map(|(n, _)| *n).collect();
@@ -430,6 +502,19 @@ mod tests {
             version: Some(4),
         };
         assert_binds(ROW_STATE_MERGE, &row_state_binds(&[state])[0]);
+        let supersede = Supersede {
+            customer_id: "C1".into(),
+            data_type: DataType::Phone,
+            by: "e9".into(),
+        };
+        assert_binds(REVIEW_SUPERSEDE, &supersede_binds(&[supersede])[0]);
+        for current in [None, Some(r#"{"address":"old"}"#)] {
+            let items = review_item_binds(&[review_item("e1", current)], &HashSet::new());
+            assert_binds(REVIEW_ITEM_INSERT, &items[0]);
+        }
+        for status in [None, Some("open")] {
+            assert_binds(REVIEW_ITEMS_LIST, &review_items_binds(status));
+        }
         let msg = OutMessage {
             topic: "review".into(),
             key: Some(b"3201".to_vec()),
@@ -576,6 +661,7 @@ mod tests {
         assert_eq!(update.pop().unwrap().0, "p_customer_id");
         for binds in [
             log[0].clone(),
+            review_item_binds(&[review_item("e", None)], &HashSet::new())[0].clone(),
             outbox_binds("b1", &key(), 1, &[msg])[0].clone(),
             insert_binds(&sql, &[write("C1")])[0].clone(),
             update,
@@ -587,6 +673,87 @@ mod tests {
                 binds.iter().map(|(n, _)| *n).collect::<Vec<_>>()
             );
         }
+    }
+
+    /// An item whose event id is stored already, or repeated in the call,
+    /// is left out of the insert; the others carry their values with one
+    /// type per column whatever is NULL.
+    #[test]
+    fn review_items_already_there_are_left_out() {
+        let mut superseded = review_item("e3", Some(r#"{"address":"old"}"#));
+        superseded.status = "superseded";
+        superseded.superseded_by = Some("e4".into());
+        let items = [
+            review_item("e1", None),
+            review_item("e2", None),
+            superseded,
+            review_item("e1", Some("{}")),
+        ];
+        let present = HashSet::from(["e2".to_string()]);
+        let rows = review_item_binds(&items, &present);
+        let get = |b: &Binds, name: &str| b.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let ids: Vec<Bind> = rows.iter().map(|r| get(r, "p_event_id")).collect();
+        assert_eq!(
+            ids,
+            [Bind::Str(Some("e1".into())), Bind::Str(Some("e3".into()))]
+        );
+        // The first e1 is kept (no current row).
+        assert_eq!(get(&rows[0], "p_current_row"), Bind::Text(None));
+        assert_eq!(get(&rows[0], "p_row_version"), Bind::Int(None));
+        assert_eq!(get(&rows[0], "p_status"), Bind::Str(Some("open".into())));
+        assert_eq!(get(&rows[0], "p_superseded_by"), Bind::Str(None));
+        assert_eq!(
+            get(&rows[0], "p_data_type"),
+            Bind::Str(Some("address".into()))
+        );
+        assert_eq!(
+            get(&rows[0], "p_governed_at"),
+            Bind::Time(Some(t("2024-01-15T02:20:00Z")))
+        );
+        assert_eq!(
+            get(&rows[1], "p_status"),
+            Bind::Str(Some("superseded".into()))
+        );
+        assert_eq!(
+            get(&rows[1], "p_superseded_by"),
+            Bind::Str(Some("e4".into()))
+        );
+        assert_eq!(get(&rows[1], "p_row_version"), Bind::Int(Some(4)));
+        assert_eq!(
+            get(&rows[1], "p_current_row"),
+            Bind::Text(Some(r#"{"address":"old"}"#.into()))
+        );
+        let types = column_types(&rows);
+        assert_eq!(types[7], OracleType::Int64);
+        assert_eq!(types[8], OracleType::TimestampTZ(6));
+        // A long JSON text is a LONG bind (the insert takes it, last).
+        let mut long = review_item("e5", None);
+        long.proposed = "x".repeat(MAX_INLINE_TEXT + 1);
+        let rows = review_item_binds(&[long], &HashSet::new());
+        assert_eq!(column_types(&rows)[12], OracleType::Long);
+        assert!(review_item_binds(&items[1..2], &present).is_empty());
+        // The supersession binds what it supersedes by, then the probe.
+        let sp = supersede_binds(&[Supersede {
+            customer_id: "C1".into(),
+            data_type: DataType::IdCard,
+            by: "e9".into(),
+        }]);
+        assert_eq!(
+            sp[0],
+            vec![
+                ("p_by", Bind::Str(Some("e9".into()))),
+                ("p_customer_id", Bind::Str(Some("C1".into()))),
+                ("p_data_type", Bind::Str(Some("id_card".into()))),
+            ]
+        );
+        assert_eq!(
+            review_items_binds(Some("open")),
+            vec![
+                ("p_status", Bind::Str(Some("open".into()))),
+                ("p_status_eq", Bind::Str(Some("open".into()))),
+            ]
+        );
+        assert_eq!(review_items_binds(None)[0].1, Bind::Str(None));
     }
 
     #[test]

@@ -199,6 +199,21 @@ mod tests {
             ["ALTER TABLE govsync_row_state ADD (version NUMBER(19))"]
         );
         assert!(already_exists(1430));
+        // 0004: the review items' table (COMMENT quoted: a reserved word)
+        // and its index; a re-run finds them (ORA-00955, ORA-01408).
+        let review = split_statements(MIGRATIONS[3].2);
+        assert_eq!(review.len(), 2, "{review:#?}");
+        assert!(review[0].starts_with("CREATE TABLE govsync_review_item ("));
+        assert!(review[0].contains("\"COMMENT\"     CLOB,"));
+        assert!(review[0].contains(
+            "CHECK (status IN ('open', 'approved', 'rejected', 'corrected', 'superseded'))"
+        ));
+        assert!(review[0].ends_with(')'));
+        assert_eq!(
+            review[1],
+            "CREATE INDEX govsync_review_item_open ON govsync_review_item (customer_id, data_type, status)"
+        );
+        assert!(review.iter().all(|s| !s.contains("--") && !s.contains(';')));
         let dev = split_statements(DEV_MIGRATIONS[0].2);
         assert_eq!(dev.len(), 1);
         assert!(dev[0].contains("geo_lat              BINARY_DOUBLE"));

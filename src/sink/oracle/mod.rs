@@ -18,8 +18,9 @@
 //!   retryable error, instead of hanging;
 //! - lists of ids are bound as ONE collection (`SYS.ODCIVARCHAR2LIST`,
 //!   `TABLE(:p_ids)`), so each query has one text whatever the batch size;
-//! - the change log, the row updates, inserts and deletes and the outbox are
-//!   array DML (`Batch`): one round trip per statement kind;
+//! - the change log, the row updates, inserts and deletes, the row states,
+//!   the review items and their supersession and the outbox are array DML
+//!   (`Batch`): one round trip per statement kind;
 //! - the watermark row is created with a `MERGE` the first time a partition
 //!   is seen;
 //! - bind variables everywhere, with explicit types: strings as VARCHAR2
@@ -86,16 +87,21 @@ pub use tx::OracleTx;
 
 use super::error::ORACLE_CLIENT_URL;
 use super::table::{self, TableMap};
-use super::{BatchFilter, Database, LedgerEntry, PartitionKey, SinkError, SinkResult, Tx};
+use super::{
+    BatchFilter, Database, LedgerEntry, PartitionKey, SinkError, SinkResult, StoredReviewItem, Tx,
+};
 use crate::config::{DatabaseConfig, TableMapping};
-use binds::{Bind, batches_binds};
+use binds::{Bind, batches_binds, review_items_binds};
 use blocking::blocking;
 use exec::{exec, params, query, read_watermark};
 use migrate::apply_migrations;
-use sql::{BATCHES_LIST, CHANGE_LOG_PRUNE, DEV_MIGRATIONS, MIGRATIONS, Sql, WATERMARK_READ};
+use sql::{
+    BATCHES_LIST, CHANGE_LOG_PRUNE, DEV_MIGRATIONS, MIGRATIONS, REVIEW_ITEMS_LIST, Sql,
+    WATERMARK_READ,
+};
 use tx::{Session, SessionSetup};
 
-/// Statements cached per session (the sink runs about 25 distinct texts).
+/// Statements cached per session (the sink runs about 30 distinct texts).
 const STMT_CACHE: u32 = 64;
 
 pub struct OracleDatabase {
@@ -332,6 +338,27 @@ impl Database for OracleDatabase {
                     duration_ms: r.get(10)?,
                     attempts: r.get(11)?,
                     status: r.get(12)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>> {
+        let binds = review_items_binds(status);
+        self.one_off(move |conn| {
+            query(conn, REVIEW_ITEMS_LIST, &params(&binds), |r| {
+                Ok(StoredReviewItem {
+                    event_id: r.get(0)?,
+                    customer_id: r.get(1)?,
+                    data_type: r.get(2)?,
+                    reason: r.get(3)?,
+                    priority: r.get(4)?,
+                    status: r.get(5)?,
+                    superseded_by: r.get(6)?,
+                    row_version: r.get(7)?,
+                    // A CLOB, NOT NULL (never empty: JSON).
+                    proposed: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
                 })
             })
         })

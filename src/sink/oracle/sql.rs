@@ -81,6 +81,34 @@ pub const ROW_STATE_MERGE: &str = "MERGE INTO govsync_row_state s \
     WHEN NOT MATCHED THEN INSERT (customer_id, address_governed_at, id_card_governed_at, phone_governed_at, \
     version) VALUES (n.customer_id, n.address_governed_at, n.id_card_governed_at, n.phone_governed_at, n.version)";
 
+/// Marks the open review items of one customer and data type superseded
+/// by an applied result (array DML over the supersessions). Run before the
+/// batch's own items are inserted, so it never touches them.
+pub const REVIEW_SUPERSEDE: &str = "UPDATE govsync_review_item SET status = 'superseded', superseded_by = :p_by \
+    WHERE status = 'open' AND customer_id = :p_customer_id AND data_type = :p_data_type";
+
+/// The review items among these event ids (those already there are left
+/// alone: the insert leaves them out).
+pub fn review_items_present_sql() -> String {
+    format!("SELECT event_id FROM govsync_review_item WHERE event_id IN ({IDS})")
+}
+
+/// One review item (array DML). A plain INSERT, not a MERGE: a JSON text
+/// too long for an inline bind is a LONG bind, which Oracle takes in an
+/// INSERT's VALUES but not in a MERGE's source query (ORA-01461); the
+/// items already there are left out beforehand
+/// ([`review_items_present_sql`]). The CLOBs bind last.
+pub const REVIEW_ITEM_INSERT: &str = "INSERT INTO govsync_review_item (event_id, batch_id, customer_id, \
+    data_type, region_code, reason, priority, row_version, governed_at, status, superseded_by, details, \
+    proposed, current_row) VALUES (:p_event_id, :p_batch_id, :p_customer_id, :p_data_type, :p_region_code, \
+    :p_reason, :p_priority, :p_row_version, :p_governed_at, :p_status, :p_superseded_by, :p_details, \
+    :p_proposed, :p_current_row)";
+
+/// Review items, oldest first, of one status or all (a NULL status).
+pub const REVIEW_ITEMS_LIST: &str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
+    superseded_by, row_version, proposed FROM govsync_review_item \
+    WHERE (:p_status IS NULL OR status = :p_status_eq) ORDER BY created_at, event_id";
+
 /// Retention: what was logged before the horizon.
 pub const CHANGE_LOG_PRUNE: &str = "DELETE FROM govsync_change_log WHERE logged_at < :p_horizon";
 
@@ -292,6 +320,7 @@ pub struct Sql {
     pub delete_rows: String,
     pub seen_events: String,
     pub row_states: String,
+    pub review_items_present: String,
     pub batch_status_lock: String,
 }
 
@@ -368,6 +397,7 @@ impl Sql {
             delete_rows: format!("DELETE FROM {table} WHERE {key} = :p_customer_id"),
             seen_events: seen_events_sql(),
             row_states: row_states_sql(),
+            review_items_present: review_items_present_sql(),
             batch_status_lock: format!(
                 "SELECT status FROM govsync_batch WHERE batch_id = :p_batch_id FOR UPDATE WAIT {wait}"
             ),
@@ -398,6 +428,11 @@ pub const MIGRATIONS: &[Embedded] = &[
         3,
         "row version",
         include_str!("../../../migrations/oracle/0003_row_version.sql"),
+    ),
+    (
+        4,
+        "review items",
+        include_str!("../../../migrations/oracle/0004_review_items.sql"),
     ),
 ];
 pub const DEV_MIGRATIONS: &[Embedded] = &[(
@@ -517,6 +552,7 @@ mod tests {
             &sql.delete_rows,
             &sql.seen_events,
             &sql.row_states,
+            &sql.review_items_present,
             &sql.batch_status_lock,
         ] {
             assert!(!text.trim_end().ends_with(';'), "{text}");
@@ -729,6 +765,7 @@ mod tests {
                 &sql.read_rows,
                 &sql.seen_events,
                 &sql.row_states,
+                &sql.review_items_present,
             ] {
                 assert_eq!(placeholders(text), ["p_ids"], "{text}");
             }
@@ -744,5 +781,57 @@ mod tests {
         assert!(ROW_STATE_MERGE.contains(":p_version AS version"));
         assert!(ROW_STATE_MERGE.contains("s.version = COALESCE(n.version, s.version)"));
         assert!(ROW_STATE_MERGE.ends_with("n.phone_governed_at, n.version)"));
+    }
+
+    /// Review items: the supersession reaches only open items of one
+    /// customer and data type; the insert is a plain INSERT (LONG binds)
+    /// with the CLOB columns last; the list filters on an optional status.
+    #[test]
+    fn review_item_statements() {
+        assert_eq!(
+            REVIEW_SUPERSEDE,
+            "UPDATE govsync_review_item SET status = 'superseded', superseded_by = :p_by \
+             WHERE status = 'open' AND customer_id = :p_customer_id AND data_type = :p_data_type"
+        );
+        assert!(REVIEW_ITEM_INSERT.starts_with("INSERT INTO govsync_review_item ("));
+        assert!(!REVIEW_ITEM_INSERT.contains("MERGE") && !REVIEW_ITEM_INSERT.contains("dual"));
+        // Each column gets the placeholder of its name, in the same order.
+        let open = REVIEW_ITEM_INSERT.find('(').unwrap();
+        let close = REVIEW_ITEM_INSERT.find(')').unwrap();
+        let columns: Vec<String> = REVIEW_ITEM_INSERT[open + 1..close]
+            .split(',')
+            .map(|c| format!("p_{}", c.trim()))
+            .collect();
+        assert_eq!(placeholders(REVIEW_ITEM_INSERT), columns);
+        assert!(REVIEW_ITEM_INSERT.ends_with(":p_details, :p_proposed, :p_current_row)"));
+        assert_eq!(placeholders(REVIEW_ITEMS_LIST), ["p_status", "p_status_eq"]);
+        assert!(REVIEW_ITEMS_LIST.starts_with(
+            "SELECT event_id, customer_id, data_type, reason, priority, status, superseded_by, \
+             row_version, proposed FROM govsync_review_item"
+        ));
+        assert!(REVIEW_ITEMS_LIST.ends_with("ORDER BY created_at, event_id"));
+        assert_eq!(
+            review_items_present_sql(),
+            format!("SELECT event_id FROM govsync_review_item WHERE event_id IN ({IDS})")
+        );
+        for text in [REVIEW_SUPERSEDE, REVIEW_ITEM_INSERT, REVIEW_ITEMS_LIST] {
+            assert!(!text.trim_end().ends_with(';'), "{text}");
+            // "COMMENT" (reserved) is never named unquoted.
+            assert!(!text.to_lowercase().contains("comment"), "{text}");
+        }
+    }
+
+    /// The review items' migration is the fourth, after the row version,
+    /// and every migration's version is its position.
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(MIGRATIONS[3].1, "review items");
+        assert!(
+            MIGRATIONS[3]
+                .2
+                .contains("CREATE TABLE govsync_review_item (")
+        );
     }
 }

@@ -15,21 +15,22 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::binds::{
     Binds, advance_binds, change_log_binds, check_storable, delete_binds, insert_binds, key_binds,
-    ledger_binds, outbox_binds, outbox_read_binds, prune_binds, row_state_binds, s, update_binds,
+    ledger_binds, outbox_binds, outbox_read_binds, prune_binds, review_item_binds, row_state_binds,
+    s, supersede_binds, update_binds,
 };
 use super::blocking::blocking;
 use super::exec::{exec, exec_many, params, query, query_ids, read_watermark, row_from};
 use super::sql::{
     BATCH_LOG_READ, BATCH_STATUS_SET, CHANGE_LOG_INSERT, LEDGER_INSERT, OUTBOX_INSERT,
-    OUTBOX_PRUNE, OUTBOX_READ, ROLLBACK_TO_SAVEPOINT, ROW_STATE_MERGE, SAVEPOINT, Sql,
-    WATERMARK_ADVANCE, WATERMARK_CREATE,
+    OUTBOX_PRUNE, OUTBOX_READ, REVIEW_ITEM_INSERT, REVIEW_SUPERSEDE, ROLLBACK_TO_SAVEPOINT,
+    ROW_STATE_MERGE, SAVEPOINT, Sql, WATERMARK_ADVANCE, WATERMARK_CREATE,
 };
 use crate::event::Row;
 use crate::message::{OutMessage, decode_headers};
 use crate::sink::plan::RowWrite;
 use crate::sink::{
-    EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, RowState, SinkError, SinkResult,
-    Tx,
+    EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, ReviewItem, RowState, SinkError,
+    SinkResult, Supersede, Tx,
 };
 
 /// What every checked-out session gets (client-side attributes: no round
@@ -237,6 +238,34 @@ impl Tx for OracleTx {
         let rows = row_state_binds(state);
         self.call(move |conn, _| exec_many(conn, ROW_STATE_MERGE, &rows).map(drop))
             .await
+    }
+
+    /// The supersession first, so it cannot reach the items this call
+    /// inserts (they carry their own status); then the items whose event
+    /// id is not stored yet, one array INSERT (see `REVIEW_ITEM_INSERT`
+    /// for why not a MERGE). One blocking call, three round trips at most.
+    async fn write_review(
+        &mut self,
+        items: &[ReviewItem],
+        supersede: &[Supersede],
+    ) -> SinkResult<()> {
+        let supersede = supersede_binds(supersede);
+        let items = items.to_vec();
+        self.call(move |conn, sql| {
+            exec_many(conn, REVIEW_SUPERSEDE, &supersede)?;
+            let ids: Vec<String> = items.iter().map(|it| it.event_id.clone()).collect();
+            let present: HashSet<String> =
+                query_ids(conn, &sql.review_items_present, &ids, |r| r.get(0))?
+                    .into_iter()
+                    .collect();
+            exec_many(
+                conn,
+                REVIEW_ITEM_INSERT,
+                &review_item_binds(&items, &present),
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn savepoint(&mut self) -> SinkResult<()> {

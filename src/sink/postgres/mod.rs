@@ -21,8 +21,8 @@ use super::plan::RowWrite;
 use super::sqlx_common::{Arg, Dialect, SqlxDatabase, SqlxTx};
 use super::table::{Adapter, Catalog, CatalogColumn, SqlType, TableMap, quote};
 use super::{
-    EventKey, LogEntry, PartitionKey, RowState, SinkError, SinkResult, Snapshot, Stored, Writes,
-    migrate,
+    EventKey, LogEntry, PartitionKey, ReviewItem, RowState, SinkError, SinkResult, Snapshot,
+    Stored, Supersede, Writes, migrate,
 };
 use crate::config::DatabaseConfig;
 use crate::event::{Column, Row};
@@ -30,7 +30,7 @@ use crate::message::OutMessage;
 
 mod write;
 
-use write::{Statement, outbox_part, state_part, write_all};
+use write::{Statement, outbox_part, review_parts, state_part, write_all};
 
 /// Daily change-log partitions created ahead of time.
 const PARTITIONS_AHEAD: i32 = 7;
@@ -388,6 +388,9 @@ impl Dialect for Postgres {
         after_image FROM govsync_change_log WHERE batch_id = $1 \
         AND logged_at = (SELECT committed_at FROM govsync_batch WHERE batch_id = $1) \
         AND outcome IN ('applied', 'flagged') ORDER BY source_partition, source_offset";
+    const REVIEW_ITEMS: &'static str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
+        superseded_by, row_version, proposed FROM govsync_review_item \
+        WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at, event_id";
     type TableSql = Sql;
 
     fn table_sql(map: Arc<TableMap>) -> Sql {
@@ -428,6 +431,10 @@ impl Dialect for Postgres {
     fn get_i64(row: &PgRow, i: usize) -> Result<i64, sqlx::Error> {
         row.try_get::<i64, _>(i)
             .or_else(|_| row.try_get::<i32, _>(i).map(i64::from))
+    }
+
+    fn get_opt_i64(row: &PgRow, i: usize) -> Result<Option<i64>, sqlx::Error> {
+        row.try_get(i)
     }
 
     fn get_bytes(row: &PgRow, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
@@ -600,6 +607,25 @@ impl Dialect for Postgres {
             ..Writes::changes(batch_id, log, updates, inserts)
         };
         write_all(tx, sql, &w).await?;
+        Ok(())
+    }
+
+    async fn write_review(
+        tx: &mut Transaction<'static, Self>,
+        items: &[ReviewItem],
+        supersede: &[Supersede],
+    ) -> SinkResult<()> {
+        let mut st = Statement::default();
+        let parts = review_parts(&mut st, items, supersede)?;
+        if parts.is_empty() {
+            return Ok(());
+        }
+        sqlx::query_with(
+            AssertSqlSafe(format!("WITH {} SELECT 1", parts.join(",\n"))),
+            st.args,
+        )
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 

@@ -13,7 +13,8 @@ use super::Sql;
 use crate::message::{OutMessage, encode_headers};
 use crate::sink::plan::RowWrite;
 use crate::sink::{
-    LedgerEntry, LogEntry, PartitionKey, RowState, SinkError, SinkResult, Stored, Writes,
+    LedgerEntry, LogEntry, PartitionKey, ReviewItem, RowState, SinkError, SinkResult, Stored,
+    Supersede, Writes,
 };
 
 /// A statement whose placeholders are numbered as values are bound.
@@ -193,6 +194,90 @@ pub(super) fn state_part(st: &mut Statement, state: &[RowState]) -> SinkResult<S
     ))
 }
 
+/// The review parts of [`write_statement`]: first the supersession of the
+/// open items of earlier batches (a data-modifying CTE does not see the
+/// rows another inserts in the same statement, so the new items are
+/// untouched), then the new items.
+pub(super) fn review_parts(
+    st: &mut Statement,
+    items: &[ReviewItem],
+    supersede: &[Supersede],
+) -> SinkResult<Vec<String>> {
+    let mut parts = Vec::new();
+    if !supersede.is_empty() {
+        let cols = [
+            st.bind(
+                supersede
+                    .iter()
+                    .map(|s| s.customer_id.as_str())
+                    .collect::<Vec<_>>(),
+                "::text[]",
+            )?,
+            st.bind(
+                supersede
+                    .iter()
+                    .map(|s| s.data_type.as_str())
+                    .collect::<Vec<_>>(),
+                "::text[]",
+            )?,
+            st.bind(
+                supersede.iter().map(|s| s.by.as_str()).collect::<Vec<_>>(),
+                "::text[]",
+            )?,
+        ];
+        parts.push(format!(
+            "rs AS (UPDATE govsync_review_item r SET status = 'superseded', superseded_by = u.by \
+             FROM UNNEST({}) AS u(cust, dt, by) \
+             WHERE r.status = 'open' AND r.customer_id = u.cust AND r.data_type = u.dt)",
+            cols.join(", ")
+        ));
+    }
+    if !items.is_empty() {
+        let text = |f: fn(&ReviewItem) -> &str| items.iter().map(f).collect::<Vec<_>>();
+        let cols = [
+            st.bind(text(|i| &i.event_id), "::text[]")?,
+            st.bind(text(|i| &i.batch_id), "::text[]")?,
+            st.bind(text(|i| &i.customer_id), "::text[]")?,
+            st.bind(text(|i| i.data_type.as_str()), "::text[]")?,
+            st.bind(text(|i| &i.region_code), "::text[]")?,
+            st.bind(text(|i| i.reason), "::text[]")?,
+            st.bind(text(|i| i.priority), "::text[]")?,
+            st.bind(text(|i| &i.details), "::text[]")?,
+            st.bind(text(|i| &i.proposed), "::text[]")?,
+            st.bind(
+                items
+                    .iter()
+                    .map(|i| i.current.as_deref())
+                    .collect::<Vec<_>>(),
+                "::text[]",
+            )?,
+            st.bind(
+                items.iter().map(|i| i.row_version).collect::<Vec<_>>(),
+                "::int8[]",
+            )?,
+            st.bind(
+                items.iter().map(|i| i.governed_at).collect::<Vec<_>>(),
+                "::timestamptz[]",
+            )?,
+            st.bind(text(|i| i.status), "::text[]")?,
+            st.bind(
+                items
+                    .iter()
+                    .map(|i| i.superseded_by.as_deref())
+                    .collect::<Vec<_>>(),
+                "::text[]",
+            )?,
+        ];
+        parts.push(format!(
+            "ri AS (INSERT INTO govsync_review_item (event_id, batch_id, customer_id, data_type, region_code, \
+             reason, priority, details, proposed, current_row, row_version, governed_at, status, superseded_by) \
+             SELECT * FROM UNNEST({}) ON CONFLICT (event_id) DO NOTHING)",
+            cols.join(", ")
+        ));
+    }
+    Ok(parts)
+}
+
 /// The outbox part of [`write_statement`].
 pub(super) fn outbox_part(
     st: &mut Statement,
@@ -317,6 +402,7 @@ fn write_statement(sql: &Sql, w: &Writes<'_>) -> SinkResult<Option<Statement>> {
     if !w.state.is_empty() {
         parts.push(state_part(&mut st, w.state)?);
     }
+    parts.extend(review_parts(&mut st, w.review_items, w.supersede)?);
     if let Some((key, next, msgs)) = w.outbox
         && !msgs.is_empty()
     {

@@ -151,6 +151,7 @@ macro_rules! scenario_tests {
             records_below_the_watermark_are_skipped_and_foreign_outbox_returned,
             rollback_restores_exactly_the_before_images,
             verification_failure_rolls_back,
+            review_items_follow_the_review_topic_and_newer_results_supersede_them,
         );
     };
     (@each $with_suite:ident: $($scenario:ident),+ $(,)?) => {

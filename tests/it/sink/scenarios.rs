@@ -439,3 +439,148 @@ pub async fn verification_failure_rolls_back(s: &Suite) {
     );
     assert_eq!(s.biz.row(&c.id).await.unwrap().version, 0);
 }
+
+/// Review items (issue 15): one per review message, written with the
+/// batch; an applied result supersedes the open items of its customer and
+/// data type (later in the same batch, or in a later batch), and leaves
+/// other data types' items open.
+pub async fn review_items_follow_the_review_topic_and_newer_results_supersede_them(s: &Suite) {
+    let mut cs = generate::customers(3, 1, 111);
+    for (i, c) in cs.iter_mut().enumerate() {
+        c.id = format!("REVIEW_{i}");
+    }
+    s.biz.seed(&cs).await;
+    let local = generate::local();
+    let at = govsync::event::rules::parse_loose_time("2024-01-15 10:25:00", local).unwrap();
+    s.biz
+        .business_update(&cs[0].id, "江苏省南京市玄武区中山路1号A座", at)
+        .await;
+    let flag = |mut e: Value| {
+        e["sync_operation"]["requires_manual_review"] = json!(true);
+        e
+    };
+    let events = [
+        // A conflict: the row changed after the engine read it.
+        ev(&cs[0], DataType::Address, "rev-conflict", 0),
+        // Flagged, then applied for the same data type: superseded at once.
+        flag(ev(&cs[1], DataType::Address, "rev-flag-1", 1)),
+        ev(&cs[1], DataType::Address, "rev-apply-1", 2),
+        // Flagged, then another data type applied: stays open.
+        flag(ev(&cs[2], DataType::Address, "rev-flag-2", 3)),
+        ev(&cs[2], DataType::Phone, "rev-phone-2", 4),
+    ];
+    let r = s
+        .apply(&s.batch(9, 0, 0, &events), ConflictPolicy::Review)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [
+            Outcome::Conflict,
+            Outcome::Flagged,
+            Outcome::Applied,
+            Outcome::Flagged,
+            Outcome::Applied
+        ]
+    );
+    let on_topic: Vec<String> = r
+        .outputs
+        .iter()
+        .map(|m| {
+            let doc: Value = serde_json::from_slice(m.payload.as_ref().unwrap()).unwrap();
+            doc["event_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let items =
+        |all: Vec<govsync::sink::StoredReviewItem>| -> HashMap<String, (String, Option<String>)> {
+            all.into_iter()
+                .filter(|i| i.event_id.starts_with("rev-"))
+                .map(|i| (i.event_id, (i.status, i.superseded_by)))
+                .collect()
+        };
+    let stored = s.db.review_items(None).await.unwrap();
+    let mut ids: Vec<String> = items(stored.clone()).into_keys().collect();
+    ids.sort();
+    let mut topic_ids = on_topic.clone();
+    topic_ids.sort();
+    assert_eq!(ids, topic_ids, "one item per review message");
+    let conflict = stored
+        .iter()
+        .find(|i| i.event_id == "rev-conflict")
+        .unwrap();
+    assert_eq!(
+        (
+            conflict.reason.as_str(),
+            conflict.priority.as_str(),
+            conflict.row_version
+        ),
+        ("conflict", "high", Some(0)),
+        "raised against the row as it was"
+    );
+    let proposed: Value = serde_json::from_str(&conflict.proposed).unwrap();
+    assert_eq!(
+        proposed["address"],
+        json!(cs[0].std_address),
+        "what approving writes"
+    );
+    let now = items(stored);
+    assert_eq!(now["rev-conflict"], ("open".into(), None));
+    assert_eq!(
+        now["rev-flag-1"],
+        ("superseded".into(), Some("rev-apply-1".into()))
+    );
+    assert_eq!(
+        now["rev-flag-2"],
+        ("open".into(), None),
+        "another data type"
+    );
+
+    // A newer address result for customer 0, governed after the engine saw
+    // the concurrent update: applied, and the conflict's item superseded.
+    let mut newer = ev(&cs[0], DataType::Address, "rev-newer", 5);
+    newer["original_data"]["last_update"] = json!("2024-01-15 10:25:00");
+    // And for customer 1 an ID number applied, then a contradiction
+    // governed before it (the engine says valid, the check digit is
+    // wrong): held, sent to review, but its item is superseded at once.
+    let id_ok = ev(&cs[1], DataType::IdCard, "rev-id-ok", 6);
+    let mut held =
+        generate::bad_check_digit_event(&cs[1], "rev-held-stale", generate::governed_at(1));
+    held["governance_result"] = json!({"validation_status": "valid", "format_check": "passed", "checksum_validation": "passed", "quality_score": 0.95});
+    held["sync_operation"] = json!({"operation_type": "update", "target_fields": ["quality_score", "validation_status"]});
+    let r = s
+        .apply(
+            &s.batch(9, 5, 5, &[newer, id_ok, held]),
+            ConflictPolicy::Review,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [Outcome::Applied, Outcome::Applied, Outcome::Review]
+    );
+    assert_eq!(
+        r.outputs.len(),
+        1,
+        "the stale contradiction is on the review topic"
+    );
+    let now = items(s.db.review_items(None).await.unwrap());
+    assert_eq!(
+        now["rev-conflict"],
+        ("superseded".into(), Some("rev-newer".into()))
+    );
+    assert_eq!(now["rev-flag-2"], ("open".into(), None));
+    assert_eq!(
+        now["rev-held-stale"],
+        ("superseded".into(), None),
+        "raised superseded: a newer result was applied already"
+    );
+    let open = s.db.review_items(Some("open")).await.unwrap();
+    assert_eq!(
+        open.iter()
+            .filter(|i| i.event_id.starts_with("rev-"))
+            .count(),
+        1,
+        "open + superseded = raised: 1 + 3 = 4"
+    );
+    assert_eq!(now.len(), 4);
+}
