@@ -64,6 +64,10 @@ pub enum Command {
     /// Inspect and replay the dead-letter topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The review items: records sent to the review topic, open until a
+    /// reviewer decides or a newer result supersedes them.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Recent batches from the ledger.
     Batches(BatchesArgs),
     /// Undo a batch: restore the before-images of rows that still hold the
@@ -120,6 +124,32 @@ pub struct DemoArgs {
     /// Address of /metrics while the demo runs.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Items oldest first, personal data masked, with counts by status.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only items of this status (open, superseded, approved, rejected,
+        /// corrected).
+        #[arg(long)]
+        status: Option<String>,
+        /// Items shown at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One item, its proposal in full. Exit status 1 when there is none.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The event id of the item.
+        event_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use govsync::cli::{Cli, Command, ConfigArg, DlqCommand};
+use govsync::cli::{Cli, Command, ConfigArg, DlqCommand, ReviewCommand};
 use govsync::config::{self, Config};
 use govsync::{ops, telemetry};
 
@@ -88,6 +88,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Batches(args) => {
             let cfg = load(&args.config)?;
             ops::admin::batches(&cfg, &args, &mut stdout.lock()).await?;
+        }
+        Command::Review(ReviewCommand::List {
+            config,
+            status,
+            limit,
+            json,
+        }) => {
+            let cfg = load(&config)?;
+            ops::review::list(&cfg, status.as_deref(), limit, json, &mut stdout.lock()).await?;
+        }
+        Command::Review(ReviewCommand::Show { config, event_id }) => {
+            let cfg = load(&config)?;
+            let found = ops::review::show(&cfg, &event_id, &mut stdout.lock()).await?;
+            return Ok(failed_if(!found));
         }
         Command::CheckConfig(arg) => {
             let ok = ops::check::run(arg.config.as_deref(), &mut stdout.lock()).await?;

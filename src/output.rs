@@ -223,9 +223,9 @@ pub fn review(
     batch_id: &str,
     review_topic: &str,
 ) -> OutMessage {
-    let cols: Vec<Column> = c.proposed.iter().map(|(col, _)| *col).collect();
+    let cols: Vec<Column> = c.proposal().iter().map(|(col, _)| *col).collect();
     let mut proposed = serde_json::Map::new();
-    for (col, v) in &c.proposed {
+    for (col, v) in c.proposal() {
         proposed.insert(
             col.name().to_string(),
             serde_json::to_value(v).unwrap_or_default(),

@@ -82,9 +82,9 @@ pub struct Checked {
     /// Column values to write, in target_fields order (for `Flag` only the
     /// metadata columns are kept).
     pub writes: Vec<(Column, Value)>,
-    /// Every target column's value as the event would write it if applied
-    /// (the review item's proposal; `writes` is what this disposition
-    /// writes now).
+    /// Every target column's value as the event would write it if applied,
+    /// for a record that is not applied as it is (flag, hold); empty when
+    /// it equals `writes`. Read it through [`Checked::proposal`].
     pub proposed: Vec<(Column, Value)>,
     /// Data values as the engine read them (merge policy compares the row
     /// against these).
@@ -97,6 +97,18 @@ pub struct Checked {
     pub review_priority: Option<super::model::ReviewPriority>,
     /// Quality score after minus before, when both are known.
     pub quality_gain: Option<f64>,
+}
+
+impl Checked {
+    /// What the event would write were it applied: the review item's
+    /// proposal, what approving it writes.
+    pub fn proposal(&self) -> &[(Column, Value)] {
+        if self.proposed.is_empty() {
+            &self.writes
+        } else {
+            &self.proposed
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -169,13 +181,19 @@ fn check_inner(e: &Event, rules: &RuleSet) -> Result<Checked, RuleError> {
         Disposition::Apply
     };
 
-    // What the event would write were it applied (what a reviewer approves).
-    let proposed: Vec<(Column, Value)> = targets
-        .iter()
-        .filter_map(|col| {
-            column_value(e, *col, &data_value, &Disposition::Apply, governed_at).map(|v| (*col, v))
-        })
-        .collect();
+    // What the event would write were it applied (what a reviewer
+    // approves), kept only where it differs from what this disposition
+    // writes: most records apply, and a batch holds thousands.
+    let proposed: Vec<(Column, Value)> = match disposition {
+        Disposition::Apply => Vec::new(),
+        _ => targets
+            .iter()
+            .filter_map(|col| {
+                column_value(e, *col, &data_value, &Disposition::Apply, governed_at)
+                    .map(|v| (*col, v))
+            })
+            .collect(),
+    };
     // The value of each column this disposition writes.
     let mut writes = Vec::with_capacity(targets.len());
     for col in targets {

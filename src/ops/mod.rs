@@ -7,10 +7,12 @@
 //! - `validate`, the processor's verdict per event: [`validate`].
 //! - `check-config`: [`check`].
 //! - `dlq inspect` and `dlq replay`: [`dlq`].
+//! - `review list` and `review show`: [`review`].
 
 pub mod admin;
 pub mod check;
 pub mod dlq;
+pub mod review;
 pub mod serve;
 mod signals;
 pub mod validate;

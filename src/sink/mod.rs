@@ -215,6 +215,24 @@ pub struct Supersede {
     pub by: String,
 }
 
+/// The supersessions a batch's change log makes: per customer and data
+/// type, its last applied or flagged result.
+pub fn supersessions(log: &[LogEntry]) -> Vec<Supersede> {
+    let mut last: BTreeMap<(&str, DataType), &str> = BTreeMap::new();
+    for l in log {
+        if l.outcome == Outcome::Applied.as_str() || l.outcome == Outcome::Flagged.as_str() {
+            last.insert((l.customer_id.as_str(), l.data_type), l.event_id.as_str());
+        }
+    }
+    last.into_iter()
+        .map(|((customer, dt), by)| Supersede {
+            customer_id: customer.to_string(),
+            data_type: dt,
+            by: by.to_string(),
+        })
+        .collect()
+}
+
 /// A review item as stored (the review tools and the tests read these).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReviewItem {
@@ -255,10 +273,13 @@ pub struct Writes<'a> {
     /// Rows to delete (the rollback of an insert).
     pub deletes: &'a [String],
     pub state: &'a [RowState],
-    /// Review items raised by the batch, and the open items its applied
-    /// results supersede.
+    /// Review items raised by the batch.
     pub review_items: &'a [ReviewItem],
-    pub supersede: &'a [Supersede],
+    /// The batch's change-log entries: their applied and flagged results
+    /// supersede the open review items of their customer and data type
+    /// ([`supersessions`]). Kept by [`Writes::without_changes`]: a bisected
+    /// batch wrote its log inside the savepoint, but supersedes here.
+    pub review_log: &'a [LogEntry],
     /// The batch's review and dead-letter messages, with its partition and
     /// next offset.
     pub outbox: Option<(&'a PartitionKey, i64, &'a [OutMessage])>,
@@ -285,7 +306,7 @@ impl<'a> Writes<'a> {
             deletes: &[],
             state: &[],
             review_items: &[],
-            supersede: &[],
+            review_log: &[],
             outbox: None,
             prune_outbox: None,
             ledger: None,
@@ -419,8 +440,9 @@ pub async fn write_each<T: Tx + ?Sized>(tx: &mut T, w: &Writes<'_>) -> SinkResul
     if !w.state.is_empty() {
         tx.write_state(w.state).await?;
     }
-    if !w.review_items.is_empty() || !w.supersede.is_empty() {
-        tx.write_review(w.review_items, w.supersede).await?;
+    let supersede = supersessions(w.review_log);
+    if !w.review_items.is_empty() || !supersede.is_empty() {
+        tx.write_review(w.review_items, &supersede).await?;
     }
     if let Some((key, next, msgs)) = w.outbox
         && !msgs.is_empty()

@@ -131,10 +131,12 @@ pub struct Decision {
     pub operation: &'static str,
     pub details: Vec<String>,
     /// The row before this record, for conflicts (what the reviewer sees).
-    pub current: Option<Row>,
+    /// Boxed, like `raised`: most decisions have none.
+    pub current: Option<Box<Row>>,
     /// For a record that raises a review item (review, conflict, flagged):
     /// the row as it was when the record was decided (`None`: no row).
-    pub raised: Option<Row>,
+    /// Boxed: a batch holds a decision per record, few of them raise one.
+    pub raised: Option<Box<Row>>,
     /// Images of the written columns.
     /// JSON text: built once, written as is (a serde_json::Value tree per
     /// record costs kilobytes in a 5000-record batch).
@@ -222,7 +224,11 @@ pub fn plan(
         }
         if let Disposition::Hold(reasons) = &c.disposition {
             decisions.push(Some(Decision {
-                raised: rows.get(cust).or_else(|| snap.rows.get(cust)).cloned(),
+                raised: rows
+                    .get(cust)
+                    .or_else(|| snap.rows.get(cust))
+                    .cloned()
+                    .map(Box::new),
                 ..Decision::bare(Outcome::Review, "hold", reasons.clone())
             }));
             continue;
@@ -258,8 +264,8 @@ pub fn plan(
         };
         if c.operation == OperationType::Insert && exists {
             decisions.push(Some(Decision {
-                current: rows.get(cust).cloned(),
-                raised: rows.get(cust).cloned(),
+                current: rows.get(cust).cloned().map(Box::new),
+                raised: rows.get(cust).cloned().map(Box::new),
                 ..Decision::bare(
                     Outcome::Conflict,
                     "none",
@@ -301,8 +307,8 @@ pub fn plan(
             match policy(c.data_type) {
                 ConflictPolicy::Review => {
                     decisions.push(Some(Decision {
-                        current: Some(row.clone()),
-                        raised: Some(row.clone()),
+                        current: Some(Box::new(row.clone())),
+                        raised: Some(Box::new(row.clone())),
                         ..Decision::bare(Outcome::Conflict, "none", vec![why])
                     }));
                     continue;
@@ -315,8 +321,8 @@ pub fn plan(
                     }
                     Err(reason) => {
                         decisions.push(Some(Decision {
-                            current: Some(row.clone()),
-                            raised: Some(row.clone()),
+                            current: Some(Box::new(row.clone())),
+                            raised: Some(Box::new(row.clone())),
                             ..Decision::bare(Outcome::Conflict, "none", vec![why, reason])
                         }));
                         continue;
@@ -326,7 +332,7 @@ pub fn plan(
         }
 
         let cols: Vec<Column> = writes.iter().map(|(c, _)| *c).collect();
-        let raised = matches!(c.disposition, Disposition::Flag(_)).then(|| row.clone());
+        let raised = matches!(c.disposition, Disposition::Flag(_)).then(|| Box::new(row.clone()));
         let before = row.image_json(&cols);
         for (col, v) in &writes {
             row.set(*col, v);

@@ -209,7 +209,7 @@ async fn attempt(
         }
     };
     let log = log_entries(batch, &live, &checked, &plan);
-    let (review_items, supersede) = review_items(batch, &checked, &plan, &snap, &tx.table_map());
+    let review_items = review_items(batch, &checked, &plan, &snap, &tx.table_map());
     record_outcomes(&mut report, batch, &live, &plan, &poison, opts, w_db);
 
     let next = batch.next_offset().max(w_db);
@@ -222,7 +222,7 @@ async fn attempt(
         deletes: &[],
         state: &plan.state,
         review_items: &review_items,
-        supersede: &supersede,
+        review_log: &log,
         outbox: Some((&batch.key, next, &report.outputs)),
         prune_outbox: batch.prune_outbox_upto.map(|upto| (&batch.key, upto)),
         ledger: Some(&ledger),
@@ -452,32 +452,51 @@ pub(super) fn log_entries(
     out
 }
 
-/// The review items a planned batch raises (one per record it sends to
-/// the review topic) and the open items its applied results supersede.
-/// Records are taken in offset order: an item raised by one record is
-/// superseded (already at insert) by a later record of the same batch
-/// that applies a result for the same customer and data type; items of
-/// earlier batches are superseded by any result applied here. A held
-/// result (govsync's check contradicts the engine) that is older than a
+/// The review items a planned batch raises, one per record it sends to
+/// the review topic. Records are taken in offset order: an item is raised
+/// superseded when a later record of the same batch applies a result for
+/// the same customer and data type (the open items of earlier batches are
+/// superseded by the write, from the change log: [`super::supersessions`]).
+/// A held result (govsync's check contradicts the engine) older than a
 /// result already applied for its customer and data type is raised
-/// superseded: the message still goes to the review topic, but nobody
-/// needs to decide on data that has moved on.
+/// superseded too: the message still goes to the review topic, but nobody
+/// needs to decide on data that has moved on. Nothing is allocated for a
+/// batch that raises no item (most of them).
 fn review_items(
     batch: &SinkBatch,
     checked: &[&Checked],
     plan: &Plan,
     snap: &Snapshot,
     map: &super::table::TableMap,
-) -> (Vec<super::ReviewItem>, Vec<super::Supersede>) {
+) -> Vec<super::ReviewItem> {
+    let reason = |d: &Decision| match d.outcome {
+        Outcome::Flagged => Some(ReviewReason::Flagged),
+        Outcome::Review => Some(ReviewReason::CheckContradiction),
+        Outcome::Conflict => Some(ReviewReason::Conflict),
+        _ => None,
+    };
+    let raising: std::collections::HashSet<(&str, DataType)> = plan
+        .decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.as_ref().and_then(reason).is_some())
+        .map(|(j, _)| (checked[j].customer_id.as_str(), checked[j].data_type))
+        .collect();
+    if raising.is_empty() {
+        return Vec::new();
+    }
     let mapped: Vec<Column> = map.mapped().map(|(c, _)| c).collect();
     let mut items: Vec<super::ReviewItem> = Vec::new();
-    // Applied results by (customer, data type): the last one's event id
-    // and when it was governed.
-    let mut applied: BTreeMap<(&str, DataType), (&str, chrono::DateTime<Utc>)> = BTreeMap::new();
+    // Of the customers and data types that raise an item: when the last
+    // result applied so far in this batch was governed.
+    let mut applied: HashMap<(&str, DataType), chrono::DateTime<Utc>> = HashMap::new();
     for (j, d) in plan.decisions.iter().enumerate() {
         let Some(d) = d else { continue };
         let c = checked[j];
         let key = (c.customer_id.as_str(), c.data_type);
+        if !raising.contains(&key) {
+            continue;
+        }
         if d.outcome.wrote() {
             for it in items.iter_mut().filter(|it| {
                 it.status == "open"
@@ -487,22 +506,17 @@ fn review_items(
                 it.status = "superseded";
                 it.superseded_by = Some(c.event_id.clone());
             }
-            applied.insert(key, (c.event_id.as_str(), c.governed_at));
+            applied.insert(key, c.governed_at);
         }
-        let reason = match d.outcome {
-            Outcome::Flagged => ReviewReason::Flagged,
-            Outcome::Review => ReviewReason::CheckContradiction,
-            Outcome::Conflict => ReviewReason::Conflict,
-            _ => continue,
-        };
+        let Some(reason) = reason(d) else { continue };
         let newest_applied = applied
             .get(&key)
-            .map(|(_, t)| *t)
+            .copied()
             .max(snap.last_governed(&c.customer_id, c.data_type));
         let stale =
             d.outcome == Outcome::Review && newest_applied.is_some_and(|t| t > c.governed_at);
         let mut proposed = serde_json::Map::new();
-        for (col, v) in &c.proposed {
+        for (col, v) in c.proposal() {
             proposed.insert(
                 col.name().to_string(),
                 serde_json::to_value(v).unwrap_or_default(),
@@ -525,15 +539,7 @@ fn review_items(
             superseded_by: None,
         });
     }
-    let supersede = applied
-        .into_iter()
-        .map(|((customer, dt), (by, _))| super::Supersede {
-            customer_id: customer.to_string(),
-            data_type: dt,
-            by: by.to_string(),
-        })
-        .collect();
-    (items, supersede)
+    items
 }
 
 fn side_output(
@@ -550,7 +556,7 @@ fn side_output(
             reason,
             &d.details,
             written,
-            d.current.as_ref(),
+            d.current.as_deref(),
             &batch.batch_id,
             &opts.review_topic,
         )

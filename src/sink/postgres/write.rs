@@ -113,8 +113,14 @@ impl<'a> RowArrays<'a> {
 const ROW_FIELDS: &str = "customer_id, address, geo_lat, geo_lon, geo_accuracy, id_card, phone, carrier_info, \
     quality_score, validation_status, review_flag, review_priority, last_governance_time, version";
 
-/// The change-log part of [`write_statement`].
-fn log_part(st: &mut Statement, batch_id: &str, log: &[LogEntry]) -> SinkResult<String> {
+/// The change-log part of [`write_statement`], and the placeholders of its
+/// event id, customer id, data type and outcome arrays (the supersession
+/// of review items reads them again instead of binding its own).
+fn log_part(
+    st: &mut Statement,
+    batch_id: &str,
+    log: &[LogEntry],
+) -> SinkResult<(String, [String; 4])> {
     let batch = st.bind(batch_id, "::text")?;
     let cols = [
         st.bind(
@@ -157,12 +163,30 @@ fn log_part(st: &mut Statement, batch_id: &str, log: &[LogEntry]) -> SinkResult<
         )?,
         st.bind(log.iter().map(|l| l.offset).collect::<Vec<_>>(), "::int8[]")?,
     ];
-    Ok(format!(
+    let text = format!(
         "log AS (INSERT INTO govsync_change_log (batch_id, event_id, customer_id, data_type, operation, \
          outcome, governed_at, before_image, after_image, source_partition, source_offset) \
          SELECT {batch}, u.* FROM UNNEST({}) AS u)",
         cols.join(", ")
-    ))
+    );
+    let [ev, cust, dt, _, outcome, ..] = cols;
+    Ok((text, [ev, cust, dt, outcome]))
+}
+
+/// The supersession of open review items by the batch's applied and
+/// flagged results, read from the change log's arrays (`log`: their
+/// placeholders): per customer and data type the last such result. A
+/// data-modifying CTE does not see the rows another inserts in the same
+/// statement, so the items this batch raises are untouched.
+fn supersede_from_log(log: &[String; 4]) -> String {
+    let [ev, cust, dt, outcome] = log;
+    format!(
+        "rs AS (UPDATE govsync_review_item r SET status = 'superseded', superseded_by = l.event_id \
+         FROM (SELECT DISTINCT ON (u.customer_id, u.data_type) u.customer_id, u.data_type, u.event_id \
+         FROM UNNEST({ev}, {cust}, {dt}, {outcome}) WITH ORDINALITY AS u(event_id, customer_id, data_type, outcome, n) \
+         WHERE u.outcome IN ('applied', 'flagged') ORDER BY u.customer_id, u.data_type, u.n DESC) l \
+         WHERE r.status = 'open' AND r.customer_id = l.customer_id AND r.data_type = l.data_type)"
+    )
 }
 
 /// The row-state part of [`write_statement`].
@@ -367,7 +391,16 @@ fn write_statement(sql: &Sql, w: &Writes<'_>) -> SinkResult<Option<Statement>> {
     // (written rows as stored, the values given) per kind of row write.
     let mut compared: Vec<(&str, &str)> = Vec::new();
     if !w.log.is_empty() {
-        parts.push(log_part(&mut st, w.batch_id, w.log)?);
+        let (part, placeholders) = log_part(&mut st, w.batch_id, w.log)?;
+        parts.push(part);
+        parts.push(supersede_from_log(&placeholders));
+    } else if !w.review_log.is_empty() {
+        // A bisected batch wrote its log inside the savepoint.
+        parts.extend(review_parts(
+            &mut st,
+            &[],
+            &crate::sink::supersessions(w.review_log),
+        )?);
     }
     // Each written row, as stored (RETURNING, after the table's triggers),
     // is compared with the values it was given: the statement returns only
@@ -402,7 +435,7 @@ fn write_statement(sql: &Sql, w: &Writes<'_>) -> SinkResult<Option<Statement>> {
     if !w.state.is_empty() {
         parts.push(state_part(&mut st, w.state)?);
     }
-    parts.extend(review_parts(&mut st, w.review_items, w.supersede)?);
+    parts.extend(review_parts(&mut st, w.review_items, &[])?);
     if let Some((key, next, msgs)) = w.outbox
         && !msgs.is_empty()
     {
