@@ -80,13 +80,13 @@ pub fn print_list(
     }
     writeln!(
         out,
-        "{:<28} {:<22} {:<8} {:<20} {:<8} {:<11} proposed (masked)",
+        "{:<38} {:<22} {:<8} {:<20} {:<8} {:<11} proposed (masked)",
         "event", "customer", "type", "reason", "priority", "status"
     )?;
     for i in shown {
         writeln!(
             out,
-            "{:<28} {:<22} {:<8} {:<20} {:<8} {:<11} {}",
+            "{:<38} {:<22} {:<8} {:<20} {:<8} {:<11} {}",
             i.event_id,
             i.customer_id,
             i.data_type,
