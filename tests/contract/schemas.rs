@@ -15,6 +15,7 @@ pub const NO_LIMIT: usize = 64 << 20;
 pub const EVENT_SCHEMA: &str = "governance-event.v1.schema.json";
 pub const REVIEW_SCHEMA: &str = "review-message.v1.schema.json";
 pub const DLQ_SCHEMA: &str = "dead-letter-headers.v1.schema.json";
+pub const DECISION_SCHEMA: &str = "review-decision.v1.schema.json";
 
 pub fn schemas_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas")
