@@ -13,6 +13,9 @@ use crate::{pipeline, sink, telemetry};
 
 /// `govsync run`: the processor until SIGINT/SIGTERM.
 pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
+    // Installed first: a SIGTERM during start-up (an orchestrator that
+    // changes its mind) stops the processor cleanly instead of killing it.
+    let mut term = signals::sigterm();
     let db = sink::connect(&cfg.database)
         .await
         .context("connecting to the database")?;
@@ -46,7 +49,6 @@ pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = signals::sigterm();
         signals::interrupt(&mut term).await;
         tracing::info!("signal received");
         stop.cancel();

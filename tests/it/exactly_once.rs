@@ -130,8 +130,17 @@ async fn crash_rounds(
         );
     }
 
+    let starts = |text: &str| text.matches("govsync starting").count();
+    let before = starts(&std::fs::read_to_string(&log).unwrap_or_default());
     let child = env.spawn_binary(&raw, &[], &log);
     let total = offsets.len() as i64;
+    // The last crash round may have applied everything already: wait for
+    // this run to be up before judging that it caught up and stopping it.
+    wait_until(Duration::from_secs(60), "the final run starts", || {
+        let log = log.clone();
+        async move { starts(&std::fs::read_to_string(&log).unwrap_or_default()) > before }
+    })
+    .await;
     wait_until(Duration::from_secs(180), "the final run catches up", || {
         caught_up(env, total)
     })
