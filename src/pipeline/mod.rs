@@ -177,6 +177,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     memory::tune();
     let mut trimmer = memory::Trimmer::default();
+    tokio::spawn(watch_open_reviews(db.clone(), shutdown.clone()));
     tokio::spawn(keep_change_log(
         db.clone(),
         cfg.change_log_retention,
@@ -266,6 +267,26 @@ pub async fn run(
         anyhow::bail!("the consumer stopped unexpectedly");
     }
     Ok(())
+}
+
+/// How often the review gauges are refreshed from the database.
+const REVIEWS_EVERY: Duration = Duration::from_secs(30);
+
+/// Publishes the open review items as gauges (by priority and region, and
+/// the age of the oldest per priority) now and every 30 s, until shutdown.
+/// A failed read is logged at debug and tried at the next turn (a database
+/// outage is reported by the batches already).
+async fn watch_open_reviews(db: Arc<dyn Database>, shutdown: CancellationToken) {
+    loop {
+        match db.open_reviews().await {
+            Ok(open) => crate::telemetry::metrics::open_reviews(&open, chrono::Utc::now()),
+            Err(e) => tracing::debug!(error = %e, "reading the open review items failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REVIEWS_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// How often the processor applies `change_log.retention`.

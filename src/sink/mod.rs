@@ -233,6 +233,15 @@ pub fn supersessions(log: &[LogEntry]) -> Vec<Supersede> {
         .collect()
 }
 
+/// Open review items of one priority and region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenReviews {
+    pub priority: String,
+    pub region_code: String,
+    pub count: i64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 /// A review item as stored (the review tools and the tests read these).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReviewItem {
@@ -479,6 +488,9 @@ pub trait Database: Send + Sync {
     async fn batches(&self, filter: &BatchFilter) -> SinkResult<Vec<LedgerEntry>>;
     /// Review items, oldest first, of `status` if given.
     async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>>;
+    /// The open review items by priority and region: how many, and when
+    /// the oldest was raised (the review metrics).
+    async fn open_reviews(&self) -> SinkResult<Vec<OpenReviews>>;
     /// Keeps the change log to `retention`, counted from when a row was
     /// logged: drops or deletes what is older, and prepares what is coming
     /// (PostgreSQL's daily partitions). Returns what it did.

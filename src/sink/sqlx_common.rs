@@ -21,8 +21,9 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 use super::plan::RowWrite;
 use super::table::{Catalog, TableMap};
 use super::{
-    BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, PartitionKey, ReviewItem,
-    RowState, SinkError, SinkResult, Snapshot, Stored, StoredReviewItem, Supersede, Tx, Writes,
+    BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, OpenReviews,
+    PartitionKey, ReviewItem, RowState, SinkError, SinkResult, Snapshot, Stored, StoredReviewItem,
+    Supersede, Tx, Writes,
 };
 use crate::config::{DatabaseConfig, TableMapping};
 use crate::event::Row;
@@ -182,7 +183,13 @@ pub struct SharedSql {
     batch_log_read: String,
     batches: String,
     review_items: String,
+    open_reviews: String,
 }
+
+/// The open review items by priority and region (`min` of the RFC 3339
+/// text SQLite keeps is the oldest too).
+const OPEN_REVIEWS: &str = "SELECT priority, region_code, count(*), min(created_at) \
+    FROM govsync_review_item WHERE status = 'open' GROUP BY priority, region_code";
 
 const WATERMARK_READ: &str = "SELECT next_offset FROM govsync_watermark \
     WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3";
@@ -229,6 +236,7 @@ impl SharedSql {
             batch_log_read: t(D::BATCH_LOG),
             batches: t(D::BATCHES),
             review_items: t(D::REVIEW_ITEMS),
+            open_reviews: t(OPEN_REVIEWS),
         }
     }
 }
@@ -626,6 +634,22 @@ where
                     superseded_by: D::get_text(r, 6)?,
                     row_version: D::get_opt_i64(r, 7)?,
                     proposed: text(8)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn open_reviews(&self) -> SinkResult<Vec<OpenReviews>> {
+        let rows = query::<D>(&self.shared.open_reviews, &[])
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpenReviews {
+                    priority: D::get_text(r, 0)?.unwrap_or_default(),
+                    region_code: D::get_text(r, 1)?.unwrap_or_default(),
+                    count: D::get_i64(r, 2)?,
+                    oldest: D::get_time(r, 3)?,
                 })
             })
             .collect()

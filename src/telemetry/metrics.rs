@@ -26,6 +26,8 @@ pub const LAST_COMMIT: &str = "govsync_last_commit_timestamp_seconds";
 pub const BUFFERED: &str = "govsync_buffered_records";
 pub const PAUSED: &str = "govsync_partition_paused";
 pub const RATE_LIMIT_WAIT: &str = "govsync_rate_limit_wait_seconds";
+pub const REVIEW_OPEN: &str = "govsync_review_items_open";
+pub const REVIEW_OLDEST: &str = "govsync_review_oldest_open_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -119,11 +121,56 @@ fn describe() {
         "Records buffered per partition, waiting for a batch."
     );
     describe_gauge!(PAUSED, "1 while a partition is paused for backpressure.");
+    describe_gauge!(
+        REVIEW_OPEN,
+        "Open review items (govsync_review_item) by priority and region, read from the database every 30 s."
+    );
+    describe_gauge!(
+        REVIEW_OLDEST,
+        Unit::Seconds,
+        "Age of the oldest open review item per priority (0 when none is open)."
+    );
     describe_histogram!(
         RATE_LIMIT_WAIT,
         Unit::Seconds,
         "Time a batch waited on the rate limits."
     );
+}
+
+/// Sets the review gauges from the open items (`now`: their ages' end).
+/// Every priority is set, 0 when none is open, and a region that had open
+/// items and has none now goes to 0, so a series never sticks at its last
+/// value.
+pub fn open_reviews(open: &[crate::sink::OpenReviews], now: chrono::DateTime<chrono::Utc>) {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let mut counts: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut oldest: BTreeMap<String, f64> = ["high", "medium", "low"]
+        .iter()
+        .map(|p| (p.to_string(), 0.0))
+        .collect();
+    for o in open {
+        *counts
+            .entry((o.priority.clone(), o.region_code.clone()))
+            .or_default() += o.count as f64;
+        if let Some(t) = o.oldest {
+            let age = (now - t).num_milliseconds().max(0) as f64 / 1000.0;
+            let e = oldest.entry(o.priority.clone()).or_default();
+            *e = e.max(age);
+        }
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    for key in seen.iter() {
+        counts.entry(key.clone()).or_insert(0.0);
+    }
+    for ((priority, region), n) in &counts {
+        gauge!(REVIEW_OPEN, "priority" => priority.clone(), "region" => region.clone()).set(*n);
+    }
+    *seen = counts.into_keys().collect();
+    for (priority, age) in oldest {
+        gauge!(REVIEW_OLDEST, "priority" => priority).set(age);
+    }
 }
 
 /// Counters of the fixed label sets start at 0, so that the first failure

@@ -325,6 +325,8 @@ fn other_families_exported_without_personal_data(text: &str, customers: &[Custom
         "govsync_partitions_assigned",
         "govsync_batch_target_size{partition=",
         "# HELP govsync_records_total",
+        // Read from govsync_review_item when the processor starts.
+        "govsync_review_oldest_open_seconds{priority=\"high\"}",
     ] {
         assert!(text.contains(family), "{family} missing from /metrics");
     }

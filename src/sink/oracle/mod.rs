@@ -365,6 +365,22 @@ impl Database for OracleDatabase {
         .await
     }
 
+    async fn open_reviews(&self) -> SinkResult<Vec<crate::sink::OpenReviews>> {
+        self.one_off(move |conn| {
+            query(conn, sql::OPEN_REVIEWS, &[], |r| {
+                Ok(crate::sink::OpenReviews {
+                    priority: r.get(0)?,
+                    region_code: r.get(1)?,
+                    count: r.get(2)?,
+                    oldest: r
+                        .get::<_, Option<chrono::NaiveDateTime>>(3)?
+                        .map(|t| t.and_utc()),
+                })
+            })
+        })
+        .await
+    }
+
     async fn close(&self) {
         self.blocking.close();
         let pool = self.pool.clone();

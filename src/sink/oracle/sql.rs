@@ -105,6 +105,10 @@ pub const REVIEW_ITEM_INSERT: &str = "INSERT INTO govsync_review_item (event_id,
     :p_proposed, :p_current_row)";
 
 /// Review items, oldest first, of one status or all (a NULL status).
+/// The open review items by priority and region, for the review metrics.
+pub const OPEN_REVIEWS: &str = "SELECT priority, region_code, COUNT(*), SYS_EXTRACT_UTC(MIN(created_at)) \
+    FROM govsync_review_item WHERE status = 'open' GROUP BY priority, region_code";
+
 pub const REVIEW_ITEMS_LIST: &str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
     superseded_by, row_version, proposed FROM govsync_review_item \
     WHERE (:p_status IS NULL OR status = :p_status_eq) ORDER BY created_at, event_id";
