@@ -274,13 +274,26 @@ const REVIEWS_EVERY: Duration = Duration::from_secs(30);
 
 /// Publishes the open review items as gauges (by priority and region, and
 /// the age of the oldest per priority) now and every 30 s, until shutdown.
-/// A failed read is logged at debug and tried at the next turn (a database
-/// outage is reported by the batches already).
+/// A failed read is logged once per failing stretch and tried at the next
+/// turn.
 async fn watch_open_reviews(db: Arc<dyn Database>, shutdown: CancellationToken) {
+    let mut failing = false;
     loop {
         match db.open_reviews().await {
-            Ok(open) => crate::telemetry::metrics::open_reviews(&open, chrono::Utc::now()),
-            Err(e) => tracing::debug!(error = %e, "reading the open review items failed"),
+            Ok(open) => {
+                crate::telemetry::metrics::open_reviews(&open, chrono::Utc::now());
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the review gauges are read again");
+                }
+            }
+            // Said once per failing stretch: a database outage is reported
+            // by the batches already, a missing govsync_review_item (no
+            // `govsync migrate`) must not go unnoticed.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "reading the open review items failed; the review gauges keep their last values until it works");
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the open review items failed again"),
         }
         tokio::select! {
             _ = tokio::time::sleep(REVIEWS_EVERY) => {}

@@ -553,13 +553,8 @@ where
         self.table
             .get_or_try_init(|| async {
                 let (name, mapping) = &self.target;
-                let catalog = D::read_catalog(&self.pool, name).await?;
-                let (sql_name, catalog) = match catalog {
-                    Some((n, c)) => (n, Some(c)),
-                    None => (name.clone(), None),
-                };
-                let map = super::table::resolve(mapping, name, sql_name, catalog.as_ref())
-                    .map_err(|e| SinkError::Fatal(e.to_string()))?;
+                let found = D::read_catalog(&self.pool, name).await?;
+                let map = super::table::resolve_found(mapping, name, found)?;
                 Ok(Arc::new(D::table_sql(Arc::new(map))))
             })
             .await

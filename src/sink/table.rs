@@ -330,6 +330,21 @@ pub struct TableError {
     pub problems: Vec<String>,
 }
 
+/// [`resolve`] on what a sink's catalog reader found (`None`: no such
+/// table), a misfit as the sink error that stops the processor.
+pub fn resolve_found(
+    mapping: &TableMapping,
+    table: &str,
+    found: Option<(String, Catalog)>,
+) -> crate::sink::SinkResult<TableMap> {
+    let (sql_name, catalog) = match found {
+        Some((n, c)) => (n, Some(c)),
+        None => (table.to_string(), None),
+    };
+    resolve(mapping, table, sql_name, catalog.as_ref())
+        .map_err(|e| crate::sink::SinkError::Fatal(e.to_string()))
+}
+
 /// Resolves `mapping` against the catalog of `table` (`None`: the catalog
 /// knows no such table). `table_sql` is how SQL names it.
 pub fn resolve(

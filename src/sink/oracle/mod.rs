@@ -210,12 +210,7 @@ impl OracleDatabase {
                 let found = self
                     .one_off(move |conn| catalog::read_catalog(conn, &name, schema.as_deref()))
                     .await?;
-                let (sql_name, catalog) = match found {
-                    Some((n, c)) => (n, Some(c)),
-                    None => (t.table.clone(), None),
-                };
-                let map = table::resolve(&t.mapping, &t.table, sql_name, catalog.as_ref())
-                    .map_err(|e| SinkError::Fatal(e.to_string()))?;
+                let map = table::resolve_found(&t.mapping, &t.table, found)?;
                 if let Some(e) = sql::unsupported(&map, &t.table) {
                     return Err(SinkError::Fatal(e.to_string()));
                 }
