@@ -10,6 +10,7 @@
 //! - [`sink`]: the database side: the batch protocol and its dialects.
 //! - [`pipeline`]: consume → batch → apply → publish → commit.
 //! - [`kafka`]: client settings and admin helpers.
+//! - [`review`]: reviewers' decisions and their applier.
 //! - [`ops`]: the commands behind the binary (run, migrate, validate,
 //!   produce, dlq, batches, rollback, check-config).
 //! - [`demo`]: `govsync demo`, the whole job on embedded defaults.
@@ -26,5 +27,6 @@ pub mod message;
 pub mod ops;
 pub mod output;
 pub mod pipeline;
+pub mod review;
 pub mod sink;
 pub mod telemetry;

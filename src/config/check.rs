@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::raw::{
-    RawBatch, RawDatabase, RawFlow, RawKafka, RawLog, RawMapping, RawMetrics, RawRetry, RawRules,
+    RawBatch, RawDatabase, RawFlow, RawKafka, RawLog, RawMapping, RawMetrics, RawRetry, RawReview,
+    RawRules,
 };
 use super::values::{duration, host_name, identifier, parse_db_url, parse_offset, positive, topic};
 use super::{
     BatchConfig, Config, ConfigError, DatabaseConfig, DbKind, Delivery, FlowConfig, KafkaConfig,
-    LogFormat, RawConfig, RetryConfig, TableMapping, err,
+    LogFormat, RawConfig, RetryConfig, ReviewConfig, TableMapping, err,
 };
 use crate::event::ConflictPolicy;
 use crate::event::{Column, DataType, RuleSet};
@@ -28,6 +29,7 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
     check_poison_fraction(ru)?;
     let metrics_listen = check_metrics(&r.metrics)?;
     let log_format = check_log(&r.log)?;
+    let review = check_review(&r.review, &kafka)?;
     Ok(Config {
         kafka,
         database,
@@ -45,6 +47,51 @@ pub fn check(r: RawConfig) -> Result<Config, ConfigError> {
             "change_log.retention",
             duration("change_log.retention", &r.change_log.retention)?,
         )?,
+        review,
+    })
+}
+
+fn check_review(r: &RawReview, kafka: &KafkaConfig) -> Result<ReviewConfig, ConfigError> {
+    let decision_group = match r.decision_group.trim() {
+        "" => format!("{}.decisions", kafka.group_id),
+        g if g == kafka.group_id => {
+            return Err(err(
+                "review.decision_group",
+                "must differ from kafka.group_id (a rebalance of the decisions would pause the \
+                 governance results); leave it empty for \"<group_id>.decisions\"",
+            ));
+        }
+        g => g.to_string(),
+    };
+    let console_listen = r.console_listen.trim().parse().map_err(|_| {
+        err(
+            "review.console_listen",
+            format!(
+                "`{}` is not ip:port (e.g. 127.0.0.1:8088)",
+                r.console_listen
+            ),
+        )
+    })?;
+    let header = r.trusted_proxy_header.trim();
+    if !header.is_empty()
+        && !header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(err(
+            "review.trusted_proxy_header",
+            format!("`{header}` is not an HTTP header name (letters, digits, - and _)"),
+        ));
+    }
+    Ok(ReviewConfig {
+        apply_decisions: r.apply_decisions,
+        decision_group,
+        console_listen,
+        reviewers_file: match r.reviewers_file.trim() {
+            "" => None,
+            f => Some(f.into()),
+        },
+        trusted_proxy_header: (!header.is_empty()).then(|| header.to_string()),
     })
 }
 
@@ -65,6 +112,13 @@ fn check_kafka(k: &RawKafka) -> Result<KafkaConfig, ConfigError> {
         return Err(err(
             "kafka.dlq_topic",
             "source, review and dead-letter topics must be three different topics",
+        ));
+    }
+    let decision = topic("kafka.decision_topic", &k.decision_topic)?;
+    if [&source, &review, &dlq].contains(&&decision) {
+        return Err(err(
+            "kafka.decision_topic",
+            "must differ from the source, review and dead-letter topics",
         ));
     }
     let delivery = match k.delivery.as_str() {
@@ -92,6 +146,7 @@ fn check_kafka(k: &RawKafka) -> Result<KafkaConfig, ConfigError> {
         source_topic: source,
         review_topic: review,
         dlq_topic: dlq,
+        decision_topic: decision,
         delivery,
         max_message_bytes: k.max_message_bytes,
         side_output_max_bytes: k.side_output_max_bytes,

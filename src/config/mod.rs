@@ -60,6 +60,7 @@ pub struct KafkaConfig {
     pub source_topic: String,
     pub review_topic: String,
     pub dlq_topic: String,
+    pub decision_topic: String,
     pub delivery: Delivery,
     pub max_message_bytes: usize,
     pub side_output_max_bytes: usize,
@@ -180,6 +181,17 @@ pub struct Config {
     pub max_replays: u32,
     /// `change_log.retention`.
     pub change_log_retention: Duration,
+    pub review: ReviewConfig,
+}
+
+/// `[review]`: the decision applier and the review console.
+#[derive(Debug, Clone)]
+pub struct ReviewConfig {
+    pub apply_decisions: bool,
+    pub decision_group: String,
+    pub console_listen: std::net::SocketAddr,
+    pub reviewers_file: Option<std::path::PathBuf>,
+    pub trusted_proxy_header: Option<String>,
 }
 
 /// Reads the file (if any) and the `GOVSYNC_*` environment into raw form.

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub dlq: RawDlq,
     pub change_log: RawChangeLog,
+    pub review: RawReview,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,6 +45,9 @@ pub struct RawKafka {
     pub review_topic: String,
     /// Dead-letter topic.
     pub dlq_topic: String,
+    /// Topic of reviewers' decisions (`govsync review serve` and
+    /// `govsync review decide` publish them, `govsync run` applies them).
+    pub decision_topic: String,
     /// `transactional`: review/DLQ messages and offsets commit in one Kafka
     /// transaction (exactly once). `idempotent`: they are produced, then the
     /// offsets committed (at least once for the side outputs; the database
@@ -78,6 +82,7 @@ impl Default for RawKafka {
             source_topic: "governance.results".into(),
             review_topic: "governance.review".into(),
             dlq_topic: "governance.results.dlq".into(),
+            decision_topic: "governance.review.decisions".into(),
             delivery: "transactional".into(),
             max_message_bytes: 1024 * 1024,
             side_output_max_bytes: 1_000_000,
@@ -370,6 +375,39 @@ impl Default for RawChangeLog {
     fn default() -> Self {
         RawChangeLog {
             retention: "30d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReview {
+    /// `govsync run` applies reviewers' decisions from `kafka.decision_topic`.
+    pub apply_decisions: bool,
+    /// Consumer group of the decision applier (its own group, so a
+    /// rebalance of one topic never pauses the other). Empty:
+    /// "<kafka.group_id>.decisions".
+    pub decision_group: String,
+    /// Address of the review console (`govsync review serve`).
+    pub console_listen: String,
+    /// Reviewers who may sign in to the console: one `name:argon2-hash` per
+    /// line (`govsync review hash-password` makes the hash). Empty: no
+    /// password sign-in.
+    pub reviewers_file: String,
+    /// Behind a trusted reverse proxy that authenticates reviewers: the
+    /// request header carrying the reviewer's name. Empty: not used. Only
+    /// set it when the console is reachable through the proxy alone.
+    pub trusted_proxy_header: String,
+}
+
+impl Default for RawReview {
+    fn default() -> Self {
+        RawReview {
+            apply_decisions: true,
+            decision_group: String::new(),
+            console_listen: "127.0.0.1:8088".into(),
+            reviewers_file: String::new(),
+            trusted_proxy_header: String::new(),
         }
     }
 }

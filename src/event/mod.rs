@@ -14,7 +14,7 @@ pub mod phone;
 pub mod policy;
 pub mod rules;
 
-pub use columns::{Column, Row, Value};
+pub use columns::{Column, Row, Value, value_from_json};
 pub use decode::{DecodeError, decode};
 pub use model::{DataType, Event, OperationType, Priority};
 pub use policy::ConflictPolicy;

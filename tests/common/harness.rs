@@ -263,7 +263,7 @@ impl Env {
 
     /// Kafka's committed offsets of the group, per partition.
     pub fn committed(&self) -> BTreeMap<i32, Option<i64>> {
-        self.try_committed().unwrap()
+        patiently("committed offsets", || self.try_committed())
     }
 
     /// [`Env::committed`], or the broker's error (a busy broker times out).
@@ -306,7 +306,7 @@ impl Env {
 
     /// High watermarks (end offsets) of the source topic.
     pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
-        self.try_end_offsets().unwrap()
+        patiently("end offsets", || self.try_end_offsets())
     }
 
     fn try_end_offsets(&self) -> Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
@@ -504,5 +504,23 @@ fn toml_value(v: &Value) -> String {
                 .join(", ")
         ),
         other => other.to_string(),
+    }
+}
+
+/// Asks the broker again when it is too busy to answer in time (CI saw a
+/// metadata request time out while two crash tests ran side by side): up to
+/// five attempts a second apart, then the test fails with the broker's error.
+fn patiently<T>(what: &str, ask: impl Fn() -> Result<T, rdkafka::error::KafkaError>) -> T {
+    let mut attempt = 1;
+    loop {
+        match ask() {
+            Ok(got) => return got,
+            Err(e) if attempt < 5 => {
+                eprintln!("{what}: {e}; asking again ({attempt}/5)");
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => panic!("{what} after {attempt} attempts: {e}"),
+        }
     }
 }
