@@ -10,6 +10,7 @@ mod common;
 mod it {
     mod config_cli;
     mod conflicts;
+    mod decisions;
     mod demo;
     mod dlq;
     mod exactly_once;

@@ -252,8 +252,8 @@ impl SharedSql {
             )),
             open_reviews: t(OPEN_REVIEWS),
             item_lock: t(&format!(
-                "SELECT event_id, customer_id, data_type, status, row_version, proposed, governed_at \
-                 FROM govsync_review_item WHERE event_id = $1{}",
+                "SELECT event_id, customer_id, data_type, status, row_version, proposed, governed_at, \
+                 reason FROM govsync_review_item WHERE event_id = $1{}",
                 D::LOCK
             )),
             decision_known: t("SELECT 1 FROM govsync_review_decision WHERE decision_id = $1"),
@@ -264,13 +264,14 @@ impl SharedSql {
             ),
             item_close: t(
                 "UPDATE govsync_review_item SET status = $2, decided_by = $3, decided_at = $4, \
-                 decision = $5, comment = $6, decision_id = $7 WHERE event_id = $1",
+                 decision = $5, comment = $6, decision_id = $7, superseded_by = NULL \
+                 WHERE event_id = $1",
             ),
             log_source: t("UPDATE govsync_change_log SET source = $2 WHERE event_id = $1"),
             decisions_read: t(
                 "SELECT decision_id, event_id, reviewer, decision, outcome, reason, comment, \
                  decided_at, applied_at FROM govsync_review_decision WHERE event_id = $1 \
-                 ORDER BY applied_at, decision_id",
+                 ORDER BY applied_at, source_partition, source_offset",
             ),
         }
     }
@@ -546,6 +547,7 @@ where
             governed_at: D::get_time(&r, 6)?.ok_or_else(|| {
                 SinkError::Fatal(format!("review item {event_id} has no governed_at"))
             })?,
+            reason: text(7)?,
         }))
     }
 
