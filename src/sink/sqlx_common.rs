@@ -838,23 +838,6 @@ where
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_placeholders_keep_their_index() {
-        assert_eq!(
-            dialect_sql(
-                "UPDATE t SET a = $4 WHERE b = $1 AND c = '$x' AND d = $10",
-                true
-            ),
-            "UPDATE t SET a = ?4 WHERE b = ?1 AND c = '$x' AND d = ?10"
-        );
-        assert_eq!(dialect_sql("a = $1", false), "a = $1");
-    }
-}
-
 /// A [`StoredReviewItem`] from a row of [`REVIEW_ITEM_COLUMNS`].
 fn stored_item<D: Dialect>(r: &D::Row) -> SinkResult<StoredReviewItem>
 where
@@ -883,4 +866,21 @@ where
         comment: D::get_text(r, 17)?,
         decision_id: D::get_text(r, 18)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_placeholders_keep_their_index() {
+        assert_eq!(
+            dialect_sql(
+                "UPDATE t SET a = $4 WHERE b = $1 AND c = '$x' AND d = $10",
+                true
+            ),
+            "UPDATE t SET a = ?4 WHERE b = ?1 AND c = '$x' AND d = ?10"
+        );
+        assert_eq!(dialect_sql("a = $1", false), "a = $1");
+    }
 }
