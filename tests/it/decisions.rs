@@ -259,3 +259,148 @@ async fn decisions_apply_once_and_refusals_say_why() {
         2
     );
 }
+
+/// Issue 15, what it must show 2 and 5: the applier killed (SIGKILL at
+/// random instants and at its crash points) while 1,000 decisions and 100
+/// re-sent ones flow; afterwards each decision applied once (row versions,
+/// change log, items), none lost, and open + decided + superseded = raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_decisions_under_sigkill_apply_once() {
+    use std::os::unix::process::ExitStatusExt;
+
+    use govsync::demo::generate;
+    use rand::Rng;
+
+    let env = Env::new("decisions_crash", 2).await;
+    env.migrate().await;
+    let cs = generate::customers(1000, 4, 151);
+    env.seed(&cs).await;
+    let events: Vec<Value> = cs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            generate::bad_check_digit_event(c, &format!("dc-{i}"), generate::governed_at(i))
+        })
+        .collect();
+    env.publish(&events).await;
+    run_pipeline(&env).await;
+    let raised = env.read_topic(&env.raw.kafka.review_topic).len();
+    assert_eq!(raised, 1000);
+    assert_eq!(
+        env.db()
+            .await
+            .review_items(Some("open"))
+            .await
+            .unwrap()
+            .len(),
+        1000
+    );
+
+    // One decision per item: approve, reject, correct (the customer's valid
+    // number) in turn; 100 of them published twice, later.
+    let verdicts = [Verdict::Approve, Verdict::Reject, Verdict::Correct];
+    let decisions: Vec<(String, ReviewDecision)> = cs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let v = verdicts[i % 3];
+            let corrected = (v == Verdict::Correct).then(|| {
+                json!({"id_card": c.id_card, "validation_status": "valid"})
+                    .as_object()
+                    .cloned()
+                    .unwrap()
+            });
+            let d = ReviewDecision::new(&format!("dc-{i}"), v, corrected, "reviewer.a", None);
+            (c.id.clone(), d)
+        })
+        .collect();
+    let mut msgs: Vec<RawOut> = decisions.iter().map(|(c, d)| msg(c, d)).collect();
+    msgs.extend(decisions.iter().step_by(10).map(|(c, d)| msg(c, d)));
+
+    let mut raw = env.raw.clone();
+    raw.kafka.static_membership = true;
+    let topic = env.raw.kafka.decision_topic.clone();
+    let log = env.log_path("decisions-crash");
+    let mut rng = generate::rng(17);
+    let rounds = 8;
+    let chunk = msgs.len().div_ceil(rounds);
+    for (round, part) in msgs.chunks(chunk).enumerate() {
+        env.publish_raw_to(&topic, part).await;
+        let status = match round % 4 {
+            0 | 2 => {
+                let child = env.spawn_binary(&raw, &[], &log);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(400..2000))).await;
+                child.signal(libc::SIGKILL);
+                child.wait(Duration::from_secs(10)).await
+            }
+            r => {
+                let point = if r == 1 {
+                    "decision_before_commit"
+                } else {
+                    "decision_after_commit"
+                };
+                let child =
+                    env.spawn_binary(&raw, &[("GOVSYNC_CRASH_AT", format!("{point}:1"))], &log);
+                child.wait(Duration::from_secs(30)).await
+            }
+        };
+        assert_eq!(status.signal(), Some(9), "round {round}: {status:?}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    for p in ["decision_before_commit", "decision_after_commit"] {
+        assert!(text.contains(&format!("crash point {p} reached")), "{p}");
+    }
+    let child = env.spawn_binary(&raw, &[], &log);
+    wait_until(
+        Duration::from_secs(120),
+        "1000 decisions recorded",
+        || async {
+            env.count("SELECT count(*) FROM govsync_review_decision")
+                .await
+                == 1000
+        },
+    )
+    .await;
+    // The re-sent tail consumed too (its offsets committed) before stopping.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    child.signal(libc::SIGTERM);
+    assert!(child.wait(Duration::from_secs(60)).await.success());
+
+    assert_eq!(
+        env.count("SELECT count(*) FROM govsync_review_decision WHERE outcome = 'applied'")
+            .await,
+        1000,
+        "none refused: each item decided once"
+    );
+    let items = env.db().await.review_items(None).await.unwrap();
+    let by_status = |s: &str| items.iter().filter(|i| i.status == s).count();
+    let decided = by_status("approved") + by_status("rejected") + by_status("corrected");
+    assert_eq!(
+        (by_status("open"), decided, by_status("superseded")),
+        (0, 1000, 0)
+    );
+    assert_eq!(
+        by_status("open") + decided + by_status("superseded"),
+        raised,
+        "open + decided + superseded = raised"
+    );
+    // Versions: the flag's write, then one more for approve and correct.
+    for (i, (customer, d)) in decisions.iter().enumerate() {
+        let want = if d.decision == Verdict::Reject { 1 } else { 2 };
+        assert_eq!(version(&env, customer).await, want, "decision {i}");
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM govsync_change_log WHERE source = 'reviewer:reviewer.a'")
+            .await,
+        decisions
+            .iter()
+            .filter(|(_, d)| d.decision != Verdict::Reject)
+            .count() as i64,
+        "one change-log entry per approve and correct"
+    );
+    eprintln!(
+        "decision batches: {}",
+        env.count("SELECT count(*) FROM govsync_batch WHERE kind = 'review'")
+            .await
+    );
+}
