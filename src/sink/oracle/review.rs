@@ -63,6 +63,12 @@ pub const DECISIONS_READ: &str = "SELECT decision_id, event_id, reviewer, decisi
     \"COMMENT\", SYS_EXTRACT_UTC(decided_at), SYS_EXTRACT_UTC(applied_at) FROM govsync_review_decision \
     WHERE event_id = :p_event_id ORDER BY applied_at, source_partition, source_offset";
 
+/// Retention (see `sqlx_common::REVIEW_PRUNE`).
+pub const REVIEW_PRUNE: &str = "DELETE FROM govsync_review_item WHERE status <> 'open' \
+    AND COALESCE(decided_at, created_at) < :p_horizon";
+pub const DECISIONS_PRUNE: &str =
+    "DELETE FROM govsync_review_decision WHERE applied_at < :p_horizon";
+
 fn text(v: &Option<String>) -> Bind {
     Bind::Text(v.clone())
 }
@@ -209,6 +215,8 @@ mod tests {
         );
         assert_eq!(placeholders(LOG_SOURCE), names(&log_source_binds(&d)));
         assert_eq!(placeholders(DECISION_KNOWN), ["p_decision_id"]);
+        assert_eq!(placeholders(REVIEW_PRUNE), ["p_horizon"]);
+        assert_eq!(placeholders(DECISIONS_PRUNE), ["p_horizon"]);
         assert_eq!(placeholders(DECISIONS_READ), ["p_event_id"]);
         assert_eq!(placeholders(REVIEW_ITEM_ONE), ["p_event_id"]);
         assert_eq!(placeholders(REVIEW_ITEMS_LIST), ["p_status", "p_status_eq"]);
