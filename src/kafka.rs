@@ -50,6 +50,29 @@ pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, messag
     }
 }
 
+/// A librdkafka client error (the error callback): part of a Kafka outage
+/// ([`crate::telemetry::outage`]), not a line of its own.
+pub fn client_error(error: &KafkaError, reason: &str) {
+    crate::telemetry::outage::KAFKA.failed("client", &format!("{error}: {reason}"));
+}
+
+/// The context of a client that has nothing of its own to add: librdkafka's
+/// log and errors go where the processor's go (tracing, the Kafka outage)
+/// rather than to rdkafka's default `log` lines.
+pub struct OutageContext;
+
+impl rdkafka::ClientContext for OutageContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for OutageContext {}
+
 /// Messages librdkafka prefetches per partition, in KiB: at 1 KiB per
 /// message about 2,000, what a partition consumes in a fraction of a second
 /// at full speed, so its next batch is on hand while a fetch runs.

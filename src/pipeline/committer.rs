@@ -384,6 +384,10 @@ impl ClientContext for SideContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         crate::kafka::log_to_tracing(level, fac, log_message);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::client_error(&error, reason);
+    }
 }
 
 impl ProducerContext for SideContext {
@@ -392,7 +396,7 @@ impl ProducerContext for SideContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
             self.failed.fetch_add(1, Ordering::SeqCst);
-            tracing::warn!(error = %e, "side output delivery failed");
+            outage::KAFKA.failed("delivery", e);
         }
     }
 }

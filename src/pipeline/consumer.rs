@@ -175,7 +175,7 @@ impl ClientContext for GovContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        outage::KAFKA.failed("client", &format!("{error}: {reason}"));
+        crate::kafka::client_error(&error, reason);
     }
 
     /// librdkafka's statistics carry each partition's last stable offset:

@@ -46,7 +46,8 @@ pub async fn run(
             format!("{}-decisions", cfg.kafka.instance_id),
         );
     }
-    let consumer: StreamConsumer = cc.create()?;
+    let consumer: StreamConsumer<crate::kafka::OutageContext> =
+        cc.create_with_context(crate::kafka::OutageContext)?;
     consumer.subscribe(&[&cfg.kafka.decision_topic])?;
     tracing::info!(
         topic = %cfg.kafka.decision_topic, group = %cfg.review.decision_group,

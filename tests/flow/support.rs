@@ -544,3 +544,51 @@ pub async fn terminate_sessions(env: &Env, application_name: &str) -> i64 {
     .await
     .unwrap()
 }
+
+/// `scripts/services <action>` of this repository; panics with its output
+/// when it fails.
+pub fn services(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services");
+    let out = std::process::Command::new(script)
+        .arg(action)
+        .output()
+        .unwrap_or_else(|e| panic!("{script} {action}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/services {action} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The broker stopped (`scripts/services stop-kafka`); started again by
+/// [`KafkaStopped::start`], or when dropped (a failing test leaves the
+/// broker running for the next one).
+pub struct KafkaStopped {
+    started: bool,
+}
+
+pub fn kafka_stop() -> KafkaStopped {
+    services("stop-kafka");
+    KafkaStopped { started: false }
+}
+
+impl KafkaStopped {
+    pub fn start(mut self) {
+        self.started = true;
+        services("up");
+    }
+}
+
+impl Drop for KafkaStopped {
+    fn drop(&mut self) {
+        if !self.started {
+            let _ = std::process::Command::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/services"
+            ))
+            .arg("up")
+            .status();
+        }
+    }
+}
