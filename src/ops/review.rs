@@ -267,6 +267,7 @@ mod tests {
             proposed:
                 r#"{"id_card":"320102198001011234","phone":"13812345678","quality_score":0.95}"#
                     .into(),
+            ..Default::default()
         }
     }
 

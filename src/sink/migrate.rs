@@ -93,6 +93,11 @@ pub const POSTGRES: &[Embedded] = &[
         "review items",
         include_str!("../../migrations/postgres/0004_review_items.sql"),
     ),
+    (
+        5,
+        "review decisions",
+        include_str!("../../migrations/postgres/0005_review_decisions.sql"),
+    ),
 ];
 pub const POSTGRES_DEV: &[Embedded] = &[(
     1,
@@ -119,6 +124,11 @@ pub const SQLITE: &[Embedded] = &[
         4,
         "review items",
         include_str!("../../migrations/sqlite/0004_review_items.sql"),
+    ),
+    (
+        5,
+        "review decisions",
+        include_str!("../../migrations/sqlite/0005_review_decisions.sql"),
     ),
 ];
 pub const SQLITE_DEV: &[Embedded] = &[(

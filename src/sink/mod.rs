@@ -243,7 +243,8 @@ pub struct OpenReviews {
 }
 
 /// A review item as stored (the review tools and the tests read these).
-#[derive(Debug, Clone, PartialEq)]
+/// Columns in the order of [`REVIEW_ITEM_COLUMNS`].
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredReviewItem {
     pub event_id: String,
     pub customer_id: String,
@@ -253,7 +254,86 @@ pub struct StoredReviewItem {
     pub status: String,
     pub superseded_by: Option<String>,
     pub row_version: Option<i64>,
+    /// The values approving writes: a JSON object by govsync's field names.
     pub proposed: String,
+    pub region_code: String,
+    /// Why the item was raised (the engine's issues, govsync's reasons): a
+    /// JSON array of text.
+    pub details: String,
+    /// The row's mapped fields when the item was raised (JSON object), if
+    /// it had one.
+    pub current_row: Option<String>,
+    pub governed_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decision: Option<String>,
+    pub comment: Option<String>,
+    /// The decision that closed it.
+    pub decision_id: Option<String>,
+}
+
+/// The columns of a [`StoredReviewItem`] read, in its fields' order (Oracle
+/// quotes "COMMENT").
+pub const REVIEW_ITEM_COLUMNS: &str = "event_id, customer_id, data_type, reason, priority, status, \
+    superseded_by, row_version, proposed, region_code, details, current_row, governed_at, \
+    created_at, decided_by, decided_at, decision, comment, decision_id";
+
+/// A review item as the decision applier reads it, under lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockedItem {
+    pub event_id: String,
+    pub customer_id: String,
+    pub data_type: String,
+    pub status: String,
+    pub row_version: Option<i64>,
+    pub proposed: String,
+    pub governed_at: DateTime<Utc>,
+}
+
+/// What the applier did with one decision message
+/// (`govsync_review_decision`), written in the transaction that applied or
+/// refused it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    pub decision_id: String,
+    pub event_id: String,
+    pub reviewer: String,
+    pub decision: String,
+    /// `applied` or `refused`.
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub comment: Option<String>,
+    /// A correction's values (JSON object).
+    pub corrected: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub partition: i32,
+    pub offset: i64,
+    /// An applied decision: the item's new status (approved, rejected,
+    /// corrected).
+    pub close_item: Option<&'static str>,
+    /// An applied decision that wrote the row: its change-log entry (event
+    /// id = decision id) is marked with the reviewer as source.
+    pub logged: bool,
+}
+
+/// The change log's source of a reviewer's write.
+pub fn reviewer_source(reviewer: &str) -> String {
+    format!("reviewer:{reviewer}")
+}
+
+/// A decision as stored (the console's history of an item).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDecision {
+    pub decision_id: String,
+    pub event_id: String,
+    pub reviewer: String,
+    pub decision: String,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub comment: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub applied_at: Option<DateTime<Utc>>,
 }
 
 /// What [`Tx::write`] knows about the rows it wrote.
@@ -418,6 +498,17 @@ pub trait Tx: Send {
     }
     /// Written change-log rows of a batch, in order.
     async fn read_batch_log(&mut self, batch_id: &str) -> SinkResult<Vec<LoggedChange>>;
+    /// Locks and reads one review item (the decision applier).
+    async fn lock_review_item(&mut self, event_id: &str) -> SinkResult<Option<LockedItem>>;
+    /// Whether a decision of this id was applied or refused already.
+    async fn decision_known(&mut self, decision_id: &str) -> SinkResult<bool>;
+    /// Records decisions, closes the items of the applied ones and marks
+    /// their change-log entries with the reviewer as source.
+    async fn write_decisions(
+        &mut self,
+        batch_id: &str,
+        records: &[DecisionRecord],
+    ) -> SinkResult<()>;
     /// Sets a batch's ledger status; returns the previous status.
     async fn set_batch_status(
         &mut self,
@@ -488,6 +579,10 @@ pub trait Database: Send + Sync {
     async fn batches(&self, filter: &BatchFilter) -> SinkResult<Vec<LedgerEntry>>;
     /// Review items, oldest first, of `status` if given.
     async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>>;
+    /// One review item.
+    async fn review_item(&self, event_id: &str) -> SinkResult<Option<StoredReviewItem>>;
+    /// The decisions on an item, applied and refused, in the order applied.
+    async fn review_decisions(&self, event_id: &str) -> SinkResult<Vec<StoredDecision>>;
     /// The open review items by priority and region: how many, and when
     /// the oldest was raised (the review metrics).
     async fn open_reviews(&self) -> SinkResult<Vec<OpenReviews>>;

@@ -21,9 +21,9 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 use super::plan::RowWrite;
 use super::table::{Catalog, TableMap};
 use super::{
-    BatchFilter, Database, EventKey, LedgerEntry, LogEntry, LoggedChange, OpenReviews,
-    PartitionKey, ReviewItem, RowState, SinkError, SinkResult, Snapshot, Stored, StoredReviewItem,
-    Supersede, Tx, Writes,
+    BatchFilter, Database, DecisionRecord, EventKey, LedgerEntry, LockedItem, LogEntry,
+    LoggedChange, OpenReviews, PartitionKey, REVIEW_ITEM_COLUMNS, ReviewItem, RowState, SinkError,
+    SinkResult, Snapshot, Stored, StoredDecision, StoredReviewItem, Supersede, Tx, Writes,
 };
 use crate::config::{DatabaseConfig, TableMapping};
 use crate::event::Row;
@@ -64,8 +64,8 @@ where
     const BATCHES: &'static str;
     /// A batch's logged changes (`$1`: the batch id), in offset order.
     const BATCH_LOG: &'static str;
-    /// Review items, oldest first (`$1`: a status or NULL for all).
-    const REVIEW_ITEMS: &'static str;
+    /// The review items' filter (`$1`: a status or NULL for all).
+    const REVIEW_STATUS_FILTER: &'static str;
 
     /// The dialect's texts of the statements that name the target table.
     type TableSql: Send + Sync + std::fmt::Debug;
@@ -183,7 +183,14 @@ pub struct SharedSql {
     batch_log_read: String,
     batches: String,
     review_items: String,
+    review_item: String,
     open_reviews: String,
+    item_lock: String,
+    decision_known: String,
+    decision_insert: String,
+    item_close: String,
+    log_source: String,
+    decisions_read: String,
 }
 
 /// The open review items by priority and region (`min` of the RFC 3339
@@ -235,8 +242,36 @@ impl SharedSql {
             batch_status_set: t("UPDATE govsync_batch SET status = $2 WHERE batch_id = $1"),
             batch_log_read: t(D::BATCH_LOG),
             batches: t(D::BATCHES),
-            review_items: t(D::REVIEW_ITEMS),
+            review_items: t(&format!(
+                "SELECT {REVIEW_ITEM_COLUMNS} FROM govsync_review_item WHERE {} \
+                 ORDER BY created_at, event_id",
+                D::REVIEW_STATUS_FILTER
+            )),
+            review_item: t(&format!(
+                "SELECT {REVIEW_ITEM_COLUMNS} FROM govsync_review_item WHERE event_id = $1"
+            )),
             open_reviews: t(OPEN_REVIEWS),
+            item_lock: t(&format!(
+                "SELECT event_id, customer_id, data_type, status, row_version, proposed, governed_at \
+                 FROM govsync_review_item WHERE event_id = $1{}",
+                D::LOCK
+            )),
+            decision_known: t("SELECT 1 FROM govsync_review_decision WHERE decision_id = $1"),
+            decision_insert: t(
+                "INSERT INTO govsync_review_decision (decision_id, event_id, reviewer, decision, \
+                 outcome, reason, comment, corrected, decided_at, batch_id, source_partition, \
+                 source_offset) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            ),
+            item_close: t(
+                "UPDATE govsync_review_item SET status = $2, decided_by = $3, decided_at = $4, \
+                 decision = $5, comment = $6, decision_id = $7 WHERE event_id = $1",
+            ),
+            log_source: t("UPDATE govsync_change_log SET source = $2 WHERE event_id = $1"),
+            decisions_read: t(
+                "SELECT decision_id, event_id, reviewer, decision, outcome, reason, comment, \
+                 decided_at, applied_at FROM govsync_review_decision WHERE event_id = $1 \
+                 ORDER BY applied_at, decision_id",
+            ),
         }
     }
 }
@@ -492,6 +527,88 @@ where
             .collect()
     }
 
+    async fn lock_review_item(&mut self, event_id: &str) -> SinkResult<Option<LockedItem>> {
+        let shared = self.shared.clone();
+        let Some(r) = self
+            .fetch_optional(&shared.item_lock, &[Arg::Str(event_id)])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let text = |i| -> SinkResult<String> { Ok(D::get_text(&r, i)?.unwrap_or_default()) };
+        Ok(Some(LockedItem {
+            event_id: text(0)?,
+            customer_id: text(1)?,
+            data_type: text(2)?,
+            status: text(3)?,
+            row_version: D::get_opt_i64(&r, 4)?,
+            proposed: text(5)?,
+            governed_at: D::get_time(&r, 6)?.ok_or_else(|| {
+                SinkError::Fatal(format!("review item {event_id} has no governed_at"))
+            })?,
+        }))
+    }
+
+    async fn decision_known(&mut self, decision_id: &str) -> SinkResult<bool> {
+        let shared = self.shared.clone();
+        Ok(self
+            .fetch_optional(&shared.decision_known, &[Arg::Str(decision_id)])
+            .await?
+            .is_some())
+    }
+
+    async fn write_decisions(
+        &mut self,
+        batch_id: &str,
+        records: &[DecisionRecord],
+    ) -> SinkResult<()> {
+        let shared = self.shared.clone();
+        for d in records {
+            self.execute(
+                &shared.decision_insert,
+                &[
+                    Arg::Str(&d.decision_id),
+                    Arg::Str(&d.event_id),
+                    Arg::Str(&d.reviewer),
+                    Arg::Str(&d.decision),
+                    Arg::Str(d.outcome),
+                    Arg::OptStr(d.reason.as_deref()),
+                    Arg::OptStr(d.comment.as_deref()),
+                    Arg::OptStr(d.corrected.as_deref()),
+                    Arg::OptTime(d.decided_at),
+                    Arg::Str(batch_id),
+                    Arg::I32(d.partition),
+                    Arg::I64(d.offset),
+                ],
+            )
+            .await?;
+            if let Some(status) = d.close_item {
+                self.execute(
+                    &shared.item_close,
+                    &[
+                        Arg::Str(&d.event_id),
+                        Arg::Str(status),
+                        Arg::Str(&d.reviewer),
+                        Arg::OptTime(d.decided_at),
+                        Arg::Str(&d.decision),
+                        Arg::OptStr(d.comment.as_deref()),
+                        Arg::Str(&d.decision_id),
+                    ],
+                )
+                .await?;
+            }
+            if d.logged {
+                let source = super::reviewer_source(&d.reviewer);
+                self.execute(
+                    &shared.log_source,
+                    &[Arg::Str(&d.decision_id), Arg::Str(&source)],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn set_batch_status(
         &mut self,
         batch_id: &str,
@@ -616,19 +733,33 @@ where
         let rows = query::<D>(&self.shared.review_items, &[Arg::OptStr(status)])
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(stored_item::<D>).collect()
+    }
+
+    async fn review_item(&self, event_id: &str) -> SinkResult<Option<StoredReviewItem>> {
+        let row = query::<D>(&self.shared.review_item, &[Arg::Str(event_id)])
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stored_item::<D>).transpose()
+    }
+
+    async fn review_decisions(&self, event_id: &str) -> SinkResult<Vec<StoredDecision>> {
+        let rows = query::<D>(&self.shared.decisions_read, &[Arg::Str(event_id)])
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let text = |i| -> SinkResult<String> { Ok(D::get_text(r, i)?.unwrap_or_default()) };
-                Ok(StoredReviewItem {
-                    event_id: text(0)?,
-                    customer_id: text(1)?,
-                    data_type: text(2)?,
-                    reason: text(3)?,
-                    priority: text(4)?,
-                    status: text(5)?,
-                    superseded_by: D::get_text(r, 6)?,
-                    row_version: D::get_opt_i64(r, 7)?,
-                    proposed: text(8)?,
+                Ok(StoredDecision {
+                    decision_id: text(0)?,
+                    event_id: text(1)?,
+                    reviewer: text(2)?,
+                    decision: text(3)?,
+                    outcome: text(4)?,
+                    reason: D::get_text(r, 5)?,
+                    comment: D::get_text(r, 6)?,
+                    decided_at: D::get_time(r, 7)?,
+                    applied_at: D::get_time(r, 8)?,
                 })
             })
             .collect()
@@ -720,4 +851,34 @@ mod tests {
         );
         assert_eq!(dialect_sql("a = $1", false), "a = $1");
     }
+}
+
+/// A [`StoredReviewItem`] from a row of [`REVIEW_ITEM_COLUMNS`].
+fn stored_item<D: Dialect>(r: &D::Row) -> SinkResult<StoredReviewItem>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+{
+    let text = |i| -> SinkResult<String> { Ok(D::get_text(r, i)?.unwrap_or_default()) };
+    Ok(StoredReviewItem {
+        event_id: text(0)?,
+        customer_id: text(1)?,
+        data_type: text(2)?,
+        reason: text(3)?,
+        priority: text(4)?,
+        status: text(5)?,
+        superseded_by: D::get_text(r, 6)?,
+        row_version: D::get_opt_i64(r, 7)?,
+        proposed: text(8)?,
+        region_code: text(9)?,
+        details: text(10)?,
+        current_row: D::get_text(r, 11)?,
+        governed_at: D::get_time(r, 12)?,
+        created_at: D::get_time(r, 13)?,
+        decided_by: D::get_text(r, 14)?,
+        decided_at: D::get_time(r, 15)?,
+        decision: D::get_text(r, 16)?,
+        comment: D::get_text(r, 17)?,
+        decision_id: D::get_text(r, 18)?,
+    })
 }

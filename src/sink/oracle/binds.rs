@@ -513,7 +513,10 @@ mod tests {
             assert_binds(REVIEW_ITEM_INSERT, &items[0]);
         }
         for status in [None, Some("open")] {
-            assert_binds(REVIEW_ITEMS_LIST, &review_items_binds(status));
+            assert_binds(
+                super::super::review::REVIEW_ITEMS_LIST,
+                &review_items_binds(status),
+            );
         }
         let msg = OutMessage {
             topic: "review".into(),

@@ -214,6 +214,19 @@ mod tests {
             "CREATE INDEX govsync_review_item_open ON govsync_review_item (customer_id, data_type, status)"
         );
         assert!(review.iter().all(|s| !s.contains("--") && !s.contains(';')));
+        // 0005: the decisions' table and index, two added columns; a re-run
+        // finds them (ORA-00955, ORA-01408, ORA-01430).
+        let decisions = split_statements(MIGRATIONS[4].2);
+        assert_eq!(decisions.len(), 4, "{decisions:#?}");
+        assert!(decisions[0].starts_with("CREATE TABLE govsync_review_decision ("));
+        assert!(decisions[0].contains("\"COMMENT\"        CLOB,"));
+        assert_eq!(
+            &decisions[2..],
+            [
+                "ALTER TABLE govsync_review_item ADD (decision_id VARCHAR2(100 CHAR))",
+                "ALTER TABLE govsync_change_log ADD (source VARCHAR2(220 CHAR))"
+            ]
+        );
         let dev = split_statements(DEV_MIGRATIONS[0].2);
         assert_eq!(dev.len(), 1);
         assert!(dev[0].contains("geo_lat              BINARY_DOUBLE"));

@@ -71,6 +71,7 @@ pub mod exec;
 #[cfg(test)]
 mod fixtures;
 pub mod migrate;
+pub mod review;
 pub mod sql;
 pub mod tx;
 
@@ -95,10 +96,7 @@ use binds::{Bind, batches_binds, review_items_binds};
 use blocking::blocking;
 use exec::{exec, params, query, read_watermark};
 use migrate::apply_migrations;
-use sql::{
-    BATCHES_LIST, CHANGE_LOG_PRUNE, DEV_MIGRATIONS, MIGRATIONS, REVIEW_ITEMS_LIST, Sql,
-    WATERMARK_READ,
-};
+use sql::{BATCHES_LIST, CHANGE_LOG_PRUNE, DEV_MIGRATIONS, MIGRATIONS, Sql, WATERMARK_READ};
 use tx::{Session, SessionSetup};
 
 /// Statements cached per session (the sink runs about 30 distinct texts).
@@ -342,20 +340,42 @@ impl Database for OracleDatabase {
     async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>> {
         let binds = review_items_binds(status);
         self.one_off(move |conn| {
-            query(conn, REVIEW_ITEMS_LIST, &params(&binds), |r| {
-                Ok(StoredReviewItem {
-                    event_id: r.get(0)?,
-                    customer_id: r.get(1)?,
-                    data_type: r.get(2)?,
-                    reason: r.get(3)?,
-                    priority: r.get(4)?,
-                    status: r.get(5)?,
-                    superseded_by: r.get(6)?,
-                    row_version: r.get(7)?,
-                    // A CLOB, NOT NULL (never empty: JSON).
-                    proposed: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                })
-            })
+            query(
+                conn,
+                review::REVIEW_ITEMS_LIST,
+                &params(&binds),
+                review::stored_item,
+            )
+        })
+        .await
+    }
+
+    async fn review_item(&self, event_id: &str) -> SinkResult<Option<StoredReviewItem>> {
+        let binds: binds::Binds = vec![("p_event_id", binds::s(event_id))];
+        self.one_off(move |conn| {
+            query(
+                conn,
+                review::REVIEW_ITEM_ONE,
+                &params(&binds),
+                review::stored_item,
+            )
+        })
+        .await
+        .map(|v| v.into_iter().next())
+    }
+
+    async fn review_decisions(
+        &self,
+        event_id: &str,
+    ) -> SinkResult<Vec<crate::sink::StoredDecision>> {
+        let binds: binds::Binds = vec![("p_event_id", binds::s(event_id))];
+        self.one_off(move |conn| {
+            query(
+                conn,
+                review::DECISIONS_READ,
+                &params(&binds),
+                review::stored_decision,
+            )
         })
         .await
     }

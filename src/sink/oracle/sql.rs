@@ -109,10 +109,6 @@ pub const REVIEW_ITEM_INSERT: &str = "INSERT INTO govsync_review_item (event_id,
 pub const OPEN_REVIEWS: &str = "SELECT priority, region_code, COUNT(*), SYS_EXTRACT_UTC(MIN(created_at)) \
     FROM govsync_review_item WHERE status = 'open' GROUP BY priority, region_code";
 
-pub const REVIEW_ITEMS_LIST: &str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
-    superseded_by, row_version, proposed FROM govsync_review_item \
-    WHERE (:p_status IS NULL OR status = :p_status_eq) ORDER BY created_at, event_id";
-
 /// Retention: what was logged before the horizon.
 pub const CHANGE_LOG_PRUNE: &str = "DELETE FROM govsync_change_log WHERE logged_at < :p_horizon";
 
@@ -326,6 +322,8 @@ pub struct Sql {
     pub row_states: String,
     pub review_items_present: String,
     pub batch_status_lock: String,
+    /// A review item locked for its decision ([`super::review::item_lock_sql`]).
+    pub item_lock: String,
 }
 
 impl Sql {
@@ -405,6 +403,7 @@ impl Sql {
             batch_status_lock: format!(
                 "SELECT status FROM govsync_batch WHERE batch_id = :p_batch_id FOR UPDATE WAIT {wait}"
             ),
+            item_lock: super::review::item_lock_sql(wait),
             reads,
             written,
             map,
@@ -437,6 +436,11 @@ pub const MIGRATIONS: &[Embedded] = &[
         4,
         "review items",
         include_str!("../../../migrations/oracle/0004_review_items.sql"),
+    ),
+    (
+        5,
+        "review decisions",
+        include_str!("../../../migrations/oracle/0005_review_decisions.sql"),
     ),
 ];
 pub const DEV_MIGRATIONS: &[Embedded] = &[(
@@ -808,17 +812,11 @@ mod tests {
             .collect();
         assert_eq!(placeholders(REVIEW_ITEM_INSERT), columns);
         assert!(REVIEW_ITEM_INSERT.ends_with(":p_details, :p_proposed, :p_current_row)"));
-        assert_eq!(placeholders(REVIEW_ITEMS_LIST), ["p_status", "p_status_eq"]);
-        assert!(REVIEW_ITEMS_LIST.starts_with(
-            "SELECT event_id, customer_id, data_type, reason, priority, status, superseded_by, \
-             row_version, proposed FROM govsync_review_item"
-        ));
-        assert!(REVIEW_ITEMS_LIST.ends_with("ORDER BY created_at, event_id"));
         assert_eq!(
             review_items_present_sql(),
             format!("SELECT event_id FROM govsync_review_item WHERE event_id IN ({IDS})")
         );
-        for text in [REVIEW_SUPERSEDE, REVIEW_ITEM_INSERT, REVIEW_ITEMS_LIST] {
+        for text in [REVIEW_SUPERSEDE, REVIEW_ITEM_INSERT] {
             assert!(!text.trim_end().ends_with(';'), "{text}");
             // "COMMENT" (reserved) is never named unquoted.
             assert!(!text.to_lowercase().contains("comment"), "{text}");
@@ -830,8 +828,9 @@ mod tests {
     #[test]
     fn migrations_are_numbered_in_order() {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         assert_eq!(MIGRATIONS[3].1, "review items");
+        assert_eq!(MIGRATIONS[4].1, "review decisions");
         assert!(
             MIGRATIONS[3]
                 .2

@@ -370,6 +370,70 @@ impl Tx for OracleTx {
         .await
     }
 
+    async fn lock_review_item(
+        &mut self,
+        event_id: &str,
+    ) -> SinkResult<Option<crate::sink::LockedItem>> {
+        let binds: Binds = vec![("p_event_id", s(event_id))];
+        let found = self
+            .call(move |conn, sql| {
+                query(
+                    conn,
+                    &sql.item_lock,
+                    &params(&binds),
+                    super::review::locked_item,
+                )
+            })
+            .await?;
+        match found.into_iter().next() {
+            Some((_, None)) => Err(SinkError::Fatal(format!(
+                "review item {event_id} has no governed_at"
+            ))),
+            Some((item, Some(_))) => Ok(Some(item)),
+            None => Ok(None),
+        }
+    }
+
+    async fn decision_known(&mut self, decision_id: &str) -> SinkResult<bool> {
+        let binds: Binds = vec![("p_decision_id", s(decision_id))];
+        let found = self
+            .call(move |conn, _| {
+                query(conn, super::review::DECISION_KNOWN, &params(&binds), |_| {
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(!found.is_empty())
+    }
+
+    async fn write_decisions(
+        &mut self,
+        batch_id: &str,
+        records: &[crate::sink::DecisionRecord],
+    ) -> SinkResult<()> {
+        use super::review::{
+            DECISION_INSERT, ITEM_CLOSE, LOG_SOURCE, decision_insert_binds, item_close_binds,
+            log_source_binds,
+        };
+        let mut statements: Vec<(&'static str, Binds)> = Vec::new();
+        for d in records {
+            statements.push((DECISION_INSERT, decision_insert_binds(batch_id, d)));
+            if let Some(status) = d.close_item {
+                statements.push((ITEM_CLOSE, item_close_binds(d, status)));
+            }
+            if d.logged {
+                statements.push((LOG_SOURCE, log_source_binds(d)));
+            }
+        }
+        self.call(move |conn, _| {
+            for (text, binds) in &statements {
+                exec(conn, text, binds)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn set_batch_status(
         &mut self,
         batch_id: &str,

@@ -317,9 +317,7 @@ impl Dialect for Postgres {
         after_image FROM govsync_change_log WHERE batch_id = $1 \
         AND logged_at = (SELECT committed_at FROM govsync_batch WHERE batch_id = $1) \
         AND outcome IN ('applied', 'flagged') ORDER BY source_partition, source_offset";
-    const REVIEW_ITEMS: &'static str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
-        superseded_by, row_version, proposed FROM govsync_review_item \
-        WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at, event_id";
+    const REVIEW_STATUS_FILTER: &'static str = "$1::text IS NULL OR status = $1";
     type TableSql = Sql;
 
     fn table_sql(map: Arc<TableMap>) -> Sql {

@@ -261,9 +261,7 @@ impl Dialect for Sqlite {
     const BATCH_LOG: &'static str = "SELECT event_id, customer_id, data_type, operation, before_image, \
         after_image FROM govsync_change_log WHERE batch_id = ?1 AND outcome IN ('applied', 'flagged') \
         ORDER BY id";
-    const REVIEW_ITEMS: &'static str = "SELECT event_id, customer_id, data_type, reason, priority, status, \
-        superseded_by, row_version, proposed FROM govsync_review_item \
-        WHERE ($1 IS NULL OR status = $1) ORDER BY created_at, event_id";
+    const REVIEW_STATUS_FILTER: &'static str = "$1 IS NULL OR status = $1";
     type TableSql = Sql;
 
     fn table_sql(map: Arc<TableMap>) -> Sql {
