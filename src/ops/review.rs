@@ -41,16 +41,16 @@ pub async fn show(
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let db = sink::connect(&cfg.database).await?;
-    let items = db.review_items(None).await?;
+    let found = db.review_item(event_id).await;
     db.close().await;
-    match items.iter().find(|i| i.event_id == event_id) {
+    match found? {
         Some(i) if json => {
-            let item = store::Item::from(i.clone());
+            let item = store::Item::from(i);
             writeln!(out, "{}", item_json(&item))?;
             Ok(true)
         }
         Some(i) => {
-            print_item(i, out)?;
+            print_item(&i, out)?;
             Ok(true)
         }
         None => {

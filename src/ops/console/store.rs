@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::sink::{Database, SinkResult, StoredReviewItem};
+use crate::sink::{Database, SinkResult, StoredDecision, StoredReviewItem};
 
 /// A review item as the console shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,23 +79,38 @@ impl From<StoredReviewItem> for Item {
     fn from(i: StoredReviewItem) -> Item {
         Item {
             proposed: object(&i.proposed),
-            current: None,
-            details: details(""),
-            region_code: String::new(),
-            governed_at: None,
-            created_at: None,
-            decided_by: None,
-            decided_at: None,
-            decision: None,
-            comment: None,
+            current: i.current_row.as_deref().map(object),
+            details: details(&i.details),
             event_id: i.event_id,
             customer_id: i.customer_id,
             data_type: i.data_type,
+            region_code: i.region_code,
             reason: i.reason,
             priority: i.priority,
             status: i.status,
             superseded_by: i.superseded_by,
             row_version: i.row_version,
+            governed_at: i.governed_at,
+            created_at: i.created_at,
+            decided_by: i.decided_by,
+            decided_at: i.decided_at,
+            decision: i.decision,
+            comment: i.comment,
+        }
+    }
+}
+
+impl From<StoredDecision> for DecisionRecord {
+    fn from(d: StoredDecision) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: d.decision_id,
+            reviewer: d.reviewer,
+            decision: d.decision,
+            outcome: d.outcome,
+            reason: d.reason,
+            comment: d.comment,
+            decided_at: d.decided_at,
+            applied_at: d.applied_at,
         }
     }
 }
@@ -112,17 +127,18 @@ pub async fn items(db: &dyn Database, status: Option<&str>) -> SinkResult<Vec<It
 
 /// One item by its event id.
 pub async fn item(db: &dyn Database, event_id: &str) -> SinkResult<Option<Item>> {
-    Ok(db
-        .review_items(None)
-        .await?
-        .into_iter()
-        .find(|i| i.event_id == event_id)
-        .map(Item::from))
+    Ok(db.review_item(event_id).await?.map(Item::from))
 }
 
-/// The decisions the applier recorded for an item, oldest first.
-pub async fn decisions(_db: &dyn Database, _event_id: &str) -> SinkResult<Vec<DecisionRecord>> {
-    Ok(Vec::new())
+/// The decisions the applier recorded for an item, applied and refused,
+/// in the order applied.
+pub async fn decisions(db: &dyn Database, event_id: &str) -> SinkResult<Vec<DecisionRecord>> {
+    Ok(db
+        .review_decisions(event_id)
+        .await?
+        .into_iter()
+        .map(DecisionRecord::from)
+        .collect())
 }
 
 #[cfg(test)]
