@@ -179,35 +179,49 @@ mod tests {
         assert!(corrected_from_text(&set(&[("review_flag", "yes")])).is_err());
     }
 
-    #[test]
-    fn a_decision_is_refused_for_a_closed_item_or_a_failing_correction() {
-        let rules = RuleSet::default();
-        let today = NaiveDate::from_ymd_opt(2024, 1, 15).unwrap();
-        let req = |verdict, s: &'static [(&'static str, &'static str)]| (verdict, set(s));
-        let (v, s) = req(Verdict::Approve, &[]);
-        let r = |v, s: &[(String, String)]| Request {
-            verdict: v,
-            set: s,
+    fn decide(
+        status: &str,
+        verdict: Verdict,
+        pairs: &[(&str, &str)],
+    ) -> Result<ReviewDecision, String> {
+        let s = set(pairs);
+        let req = Request {
+            verdict,
+            set: &s,
             reviewer: "wang.li",
             comment: Some("ok".into()),
         };
-        let d = build(&item("open"), r(v, &s), &rules, today).unwrap();
+        let today = NaiveDate::from_ymd_opt(2024, 1, 15).unwrap();
+        build(&item(status), req, &RuleSet::default(), today)
+    }
+
+    #[test]
+    fn a_decision_is_refused_for_a_closed_item_or_a_failing_correction() {
+        let d = decide("open", Verdict::Approve, &[]).unwrap();
         assert_eq!(
             (d.reviewer.as_str(), d.decision),
             ("wang.li", Verdict::Approve)
         );
+        assert_eq!(d.comment.as_deref(), Some("ok"));
         assert!(d.corrected.is_none());
-        let e = build(&item("approved"), r(v, &s), &rules, today).unwrap_err();
+        let e = decide("approved", Verdict::Approve, &[]).unwrap_err();
         assert!(e.contains("approved, not open"), "{e}");
 
-        let (v, s) = req(Verdict::Correct, &[("id_card", "110105194912310021")]);
-        let e = build(&item("open"), r(v, &s), &rules, today).unwrap_err();
+        let e = decide(
+            "open",
+            Verdict::Correct,
+            &[("id_card", "110105194912310021")],
+        )
+        .unwrap_err();
         assert!(e.contains("GB 11643"), "{e}");
-        let (v, s) = req(Verdict::Correct, &[("id_card", "11010519491231002X")]);
-        let d = build(&item("open"), r(v, &s), &rules, today).unwrap();
+        let d = decide(
+            "open",
+            Verdict::Correct,
+            &[("id_card", "11010519491231002X")],
+        )
+        .unwrap();
         assert_eq!(d.corrected.unwrap()["id_card"], "11010519491231002X");
-        let (v, s) = req(Verdict::Correct, &[]);
-        let e = build(&item("open"), r(v, &s), &rules, today).unwrap_err();
+        let e = decide("open", Verdict::Correct, &[]).unwrap_err();
         assert!(e.contains("at least one"), "{e}");
     }
 }
