@@ -10,6 +10,7 @@ mod common;
 mod it {
     mod config_cli;
     mod conflicts;
+    mod console;
     mod demo;
     mod dlq;
     mod exactly_once;

@@ -10,4 +10,6 @@
 
 pub mod cust_base;
 pub mod harness;
+pub mod http;
+pub mod review;
 pub mod workload;
