@@ -8,6 +8,7 @@
 mod common;
 
 mod it {
+    mod browser;
     mod config_cli;
     mod conflicts;
     mod console;

@@ -50,12 +50,44 @@ pub async fn send(
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut raw))
+    let raw = tokio::time::timeout(Duration::from_secs(120), read_response(&mut s))
         .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no complete answer in 120 s"))
-        .unwrap();
+        .unwrap_or_else(|_| panic!("{method} {path}: no complete answer in 120 s"));
     parse(&raw)
+}
+
+/// Reads one response: up to its Content-Length, the end of its chunks, or
+/// the connection's close (a server may keep it open despite
+/// `Connection: close`, as chromedriver does).
+async fn read_response(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return raw;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let body = raw.len() - split - 4;
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        match length {
+            Some(len) if body >= len => return raw,
+            Some(_) => {}
+            None if head.contains("transfer-encoding: chunked") => {
+                if raw.ends_with(b"0\r\n\r\n") {
+                    return raw;
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 fn parse(raw: &[u8]) -> Response {
