@@ -250,7 +250,7 @@ pub(super) async fn decide(
     let fields = form_fields(&body);
     let session = match authorize(&app, &headers, field(&fields, "csrf")) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(verdict) = field(&fields, "verdict").and_then(Verdict::parse) else {
         return (

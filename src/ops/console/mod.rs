@@ -207,23 +207,31 @@ pub(crate) fn who(app: &App, headers: &HeaderMap) -> Option<(Session, Option<Str
     }
 }
 
+/// A POST refused before anything happens: the status and what to say.
+pub(crate) struct Refused(StatusCode, &'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
 /// A POST's reviewer: the session, and its CSRF token matching the form's;
 /// else the refusal (401 without a session, 403 with a wrong token).
 pub(crate) fn authorize(
     app: &App,
     headers: &HeaderMap,
     form_token: Option<&str>,
-) -> Result<Session, Response> {
+) -> Result<Session, Refused> {
     let Some((session, _)) = who(app, headers) else {
-        return Err((StatusCode::UNAUTHORIZED, "sign in first\n").into_response());
+        return Err(Refused(StatusCode::UNAUTHORIZED, "sign in first\n"));
     };
     if !session.csrf_ok(form_token) {
         tracing::warn!(reviewer = %session.reviewer, "form refused: missing or wrong CSRF token");
-        return Err((
+        return Err(Refused(
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or wrong; reload the page\n",
-        )
-            .into_response());
+        ));
     }
     Ok(session)
 }

@@ -165,7 +165,8 @@ struct Queue<'a> {
     regions: Vec<String>,
     rows: Vec<Row>,
     matching: usize,
-    open_total: usize,
+    /// Open items under any filter (known when open items were read).
+    open_total: Option<usize>,
     by_priority: Vec<(&'static str, usize)>,
     notice: Option<String>,
 }
@@ -179,14 +180,18 @@ pub(super) async fn page(
     let Some((session, cookie)) = who(&app, &headers) else {
         return to_signin();
     };
-    let items = match store::items(app.db.as_ref(), None).await {
+    let filter = Filter::parse(query.as_deref());
+    // Only the status asked for is read: decided items pile up, open ones
+    // are what reviewers work on.
+    let status = (filter.status != "all").then_some(filter.status.as_str());
+    let items = match store::items(app.db.as_ref(), status).await {
         Ok(i) => i,
         Err(e) => return unavailable("reading the review items failed", &e),
     };
-    let filter = Filter::parse(query.as_deref());
     let now = Utc::now();
     let regions: BTreeSet<String> = items.iter().map(|i| i.region_code.clone()).collect();
-    let open_total = items.iter().filter(|i| i.status == "open").count();
+    let open_total = matches!(filter.status.as_str(), "open" | "all")
+        .then(|| items.iter().filter(|i| i.status == "open").count());
     let selected = select(items, &filter, now);
     let by_priority = ["high", "medium", "low"]
         .into_iter()
@@ -236,7 +241,7 @@ pub(super) async fn bulk(State(app): State<Arc<App>>, headers: HeaderMap, body: 
     let fields = form_fields(&body);
     let session = match authorize(&app, &headers, field(&fields, "csrf")) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let verdict = match field(&fields, "verdict").and_then(Verdict::parse) {
         Some(v @ (Verdict::Approve | Verdict::Reject)) => v,

@@ -126,7 +126,7 @@ pub(super) async fn signout(
 ) -> Response {
     let fields = form_fields(&body);
     if let Err(r) = super::authorize(&app, &headers, field(&fields, "csrf")) {
-        return r;
+        return r.into_response();
     }
     if let Some(t) = auth::cookie(&headers, SESSION_COOKIE) {
         app.sessions.remove(t);
