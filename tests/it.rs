@@ -12,6 +12,7 @@ mod it {
     mod config_cli;
     mod conflicts;
     mod console;
+    mod decisions;
     mod demo;
     mod dlq;
     mod exactly_once;

@@ -37,7 +37,11 @@ pub fn write_config(setup: &Setup, names: &Names<'_>, dir: &Path) -> PathBuf {
          schema = \"{schema}\"\n\
          \n\
          [metrics]\n\
-         listen = \"\"\n",
+         listen = \"\"\n\
+         \n\
+         [review]\n\
+         # the peer has no review loop: measured without the decision applier\n\
+         apply_decisions = false\n",
         kafka = setup.kafka,
         tag = names.tag,
         source = names.source,

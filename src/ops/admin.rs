@@ -42,6 +42,7 @@ pub async fn migrate(
                 (cfg.kafka.source_topic.as_str(), partitions),
                 (cfg.kafka.review_topic.as_str(), partitions),
                 (cfg.kafka.dlq_topic.as_str(), partitions),
+                (cfg.kafka.decision_topic.as_str(), partitions),
             ],
             1,
         )

@@ -57,7 +57,24 @@ pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         topic = %cfg.kafka.source_topic, group = %cfg.kafka.group_id, database = db.kind(),
         delivery = ?cfg.kafka.delivery, "govsync starting"
     );
-    pipeline::run(cfg, db.clone(), shutdown, progress).await?;
+    let applier = cfg.review.apply_decisions.then(|| {
+        let (cfg, db, stop) = (cfg.clone(), db.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::review::applier::run(cfg, db, stop).await {
+                tracing::error!(error = %e, "the review decision applier could not start");
+            }
+        })
+    });
+    let result = pipeline::run(cfg, db.clone(), shutdown.clone(), progress).await;
+    // The applier stops with the pipeline (it has nothing in flight that
+    // its watermark does not cover).
+    shutdown.cancel();
+    if let Some(a) = applier
+        && let Err(e) = a.await
+    {
+        tracing::error!(error = %e, "the review decision applier panicked");
+    }
+    result?;
     db.close().await;
     tracing::info!("govsync stopped");
     Ok(())

@@ -180,7 +180,7 @@ pub fn check_corrected(
             ));
         }
         let value = crate::event::value_from_json(col, json)
-            .ok_or_else(|| format!("{name}: {json} is not a value of this field"))?;
+            .ok_or_else(|| format!("{name}: not a value this field takes"))?;
         let value = match (col, value) {
             (Column::IdCard, Value::Text(id)) => {
                 let findings = idcard::check(&id, None, today, rules.id_card_max_age);

@@ -2,6 +2,7 @@
 //! travel on the decision topic ([`decision`]) and are applied exactly once
 //! through the database by the applier that `govsync run` starts.
 
+pub mod applier;
 pub mod decision;
 
 pub use decision::{ReviewDecision, Verdict, check_corrected};

@@ -16,6 +16,7 @@
 //! dialect: [`postgres`], [`sqlite`] (sharing [`sqlx_common`]) and
 //! [`oracle`]; [`rollback`] undoes a batch from the change log.
 
+pub mod decisions;
 pub mod error;
 pub mod migrate;
 pub mod nodelay;
@@ -285,6 +286,7 @@ pub struct LockedItem {
     pub event_id: String,
     pub customer_id: String,
     pub data_type: String,
+    pub reason: String,
     pub status: String,
     pub row_version: Option<i64>,
     pub proposed: String,

@@ -83,6 +83,7 @@ where
     fn get_opt_i64(row: &Self::Row, i: usize) -> Result<Option<i64>, sqlx::Error>;
     fn get_bytes(row: &Self::Row, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error>;
     fn get_time(row: &Self::Row, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
+    fn rows_affected(r: &Self::QueryResult) -> u64;
 
     /// Creates govsync's tables (and the dev target table).
     async fn migrate(pool: &Pool<Self>, with_target_table: bool) -> SinkResult<Vec<String>>;
@@ -191,12 +192,21 @@ pub struct SharedSql {
     item_close: String,
     log_source: String,
     decisions_read: String,
+    review_prune: String,
+    decisions_prune: String,
 }
 
 /// The open review items by priority and region (`min` of the RFC 3339
 /// text SQLite keeps is the oldest too).
 const OPEN_REVIEWS: &str = "SELECT priority, region_code, count(*), min(created_at) \
     FROM govsync_review_item WHERE status = 'open' GROUP BY priority, region_code";
+
+/// Retention of the review state (`change_log.retention`): closed items
+/// decided or raised before the horizon, and the decisions recorded before
+/// it (an open item stays, however old).
+pub const REVIEW_PRUNE: &str = "DELETE FROM govsync_review_item WHERE status <> 'open' \
+    AND COALESCE(decided_at, created_at) < $1";
+pub const DECISIONS_PRUNE: &str = "DELETE FROM govsync_review_decision WHERE applied_at < $1";
 
 const WATERMARK_READ: &str = "SELECT next_offset FROM govsync_watermark \
     WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3";
@@ -252,8 +262,8 @@ impl SharedSql {
             )),
             open_reviews: t(OPEN_REVIEWS),
             item_lock: t(&format!(
-                "SELECT event_id, customer_id, data_type, status, row_version, proposed, governed_at \
-                 FROM govsync_review_item WHERE event_id = $1{}",
+                "SELECT event_id, customer_id, data_type, status, row_version, proposed, governed_at, \
+                 reason FROM govsync_review_item WHERE event_id = $1{}",
                 D::LOCK
             )),
             decision_known: t("SELECT 1 FROM govsync_review_decision WHERE decision_id = $1"),
@@ -264,13 +274,16 @@ impl SharedSql {
             ),
             item_close: t(
                 "UPDATE govsync_review_item SET status = $2, decided_by = $3, decided_at = $4, \
-                 decision = $5, comment = $6, decision_id = $7 WHERE event_id = $1",
+                 decision = $5, comment = $6, decision_id = $7, superseded_by = NULL \
+                 WHERE event_id = $1",
             ),
             log_source: t("UPDATE govsync_change_log SET source = $2 WHERE event_id = $1"),
+            review_prune: t(REVIEW_PRUNE),
+            decisions_prune: t(DECISIONS_PRUNE),
             decisions_read: t(
                 "SELECT decision_id, event_id, reviewer, decision, outcome, reason, comment, \
                  decided_at, applied_at FROM govsync_review_decision WHERE event_id = $1 \
-                 ORDER BY applied_at, decision_id",
+                 ORDER BY applied_at, source_partition, source_offset",
             ),
         }
     }
@@ -546,6 +559,7 @@ where
             governed_at: D::get_time(&r, 6)?.ok_or_else(|| {
                 SinkError::Fatal(format!("review item {event_id} has no governed_at"))
             })?,
+            reason: text(7)?,
         }))
     }
 
@@ -726,7 +740,21 @@ where
     }
 
     async fn maintain(&self, retention: std::time::Duration) -> SinkResult<String> {
-        D::maintain(&self.pool, retention).await
+        let done = D::maintain(&self.pool, retention).await?;
+        let Some(horizon) = super::retention_horizon(chrono::Utc::now(), retention) else {
+            return Ok(done);
+        };
+        let items = query::<D>(&self.shared.review_prune, &[Arg::Time(horizon)])
+            .execute(&self.pool)
+            .await?;
+        let decisions = query::<D>(&self.shared.decisions_prune, &[Arg::Time(horizon)])
+            .execute(&self.pool)
+            .await?;
+        Ok(format!(
+            "{done}; {} closed review items and {} decisions deleted",
+            D::rows_affected(&items),
+            D::rows_affected(&decisions)
+        ))
     }
 
     async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>> {
@@ -836,23 +864,6 @@ where
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_placeholders_keep_their_index() {
-        assert_eq!(
-            dialect_sql(
-                "UPDATE t SET a = $4 WHERE b = $1 AND c = '$x' AND d = $10",
-                true
-            ),
-            "UPDATE t SET a = ?4 WHERE b = ?1 AND c = '$x' AND d = ?10"
-        );
-        assert_eq!(dialect_sql("a = $1", false), "a = $1");
-    }
-}
-
 /// A [`StoredReviewItem`] from a row of [`REVIEW_ITEM_COLUMNS`].
 fn stored_item<D: Dialect>(r: &D::Row) -> SinkResult<StoredReviewItem>
 where
@@ -881,4 +892,21 @@ where
         comment: D::get_text(r, 17)?,
         decision_id: D::get_text(r, 18)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_placeholders_keep_their_index() {
+        assert_eq!(
+            dialect_sql(
+                "UPDATE t SET a = $4 WHERE b = $1 AND c = '$x' AND d = $10",
+                true
+            ),
+            "UPDATE t SET a = ?4 WHERE b = ?1 AND c = '$x' AND d = ?10"
+        );
+        assert_eq!(dialect_sql("a = $1", false), "a = $1");
+    }
 }

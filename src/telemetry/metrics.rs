@@ -28,6 +28,8 @@ pub const PAUSED: &str = "govsync_partition_paused";
 pub const RATE_LIMIT_WAIT: &str = "govsync_rate_limit_wait_seconds";
 pub const REVIEW_OPEN: &str = "govsync_review_items_open";
 pub const REVIEW_OLDEST: &str = "govsync_review_oldest_open_seconds";
+pub const REVIEW_DECISIONS: &str = "govsync_review_decisions_total";
+pub const REVIEW_REFUSED: &str = "govsync_review_decisions_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -130,6 +132,14 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest open review item per priority (0 when none is open)."
     );
+    describe_counter!(
+        REVIEW_DECISIONS,
+        "Reviewers' decisions consumed, by outcome (approved, rejected, corrected, refused, duplicate)."
+    );
+    describe_counter!(
+        REVIEW_REFUSED,
+        "Refused decisions by reason (invalid, no_item, not_open, row_changed, correction, unwritable)."
+    );
     describe_histogram!(
         RATE_LIMIT_WAIT,
         Unit::Seconds,
@@ -202,6 +212,32 @@ fn preregister() {
     }
     for topic in ["dlq", "review"] {
         counter!(SIDE_OUTPUTS, "topic" => topic).absolute(0);
+    }
+    for outcome in ["approved", "rejected", "corrected", "refused", "duplicate"] {
+        counter!(REVIEW_DECISIONS, "outcome" => outcome).absolute(0);
+    }
+    for r in crate::sink::decisions::Refusal::ALL {
+        counter!(REVIEW_REFUSED, "reason" => r.as_str()).absolute(0);
+    }
+}
+
+/// Counts a committed batch of decisions.
+pub fn decisions(outcomes: &[crate::sink::decisions::DecisionOutcome]) {
+    use crate::sink::decisions::DecisionOutcome;
+    for o in outcomes {
+        match o {
+            DecisionOutcome::Applied(v) => {
+                counter!(REVIEW_DECISIONS, "outcome" => v.status()).increment(1);
+            }
+            DecisionOutcome::Refused(r, _) => {
+                counter!(REVIEW_DECISIONS, "outcome" => "refused").increment(1);
+                counter!(REVIEW_REFUSED, "reason" => r.as_str()).increment(1);
+            }
+            DecisionOutcome::Duplicate => {
+                counter!(REVIEW_DECISIONS, "outcome" => "duplicate").increment(1);
+            }
+            DecisionOutcome::Skipped => {}
+        }
     }
 }
 

@@ -96,6 +96,7 @@ impl Env {
         raw.kafka.source_topic = format!("{name}.results");
         raw.kafka.review_topic = format!("{name}.review");
         raw.kafka.dlq_topic = format!("{name}.dlq");
+        raw.kafka.decision_topic = format!("{name}.decisions");
         raw.kafka.session_timeout = "6s".into();
         raw.kafka.transaction_timeout = "10s".into();
         raw.database.url = pg_url();
@@ -117,6 +118,7 @@ impl Env {
                 (env.raw.kafka.source_topic.as_str(), partitions),
                 (env.raw.kafka.review_topic.as_str(), 1),
                 (env.raw.kafka.dlq_topic.as_str(), 1),
+                (env.raw.kafka.decision_topic.as_str(), 2),
             ],
             1,
         )
@@ -124,7 +126,7 @@ impl Env {
         .unwrap_or_else(|e| panic!("Kafka at {} is not reachable ({e}): {HOW}", kafka_servers()));
         assert_eq!(
             created.len(),
-            3,
+            4,
             "topics of a fresh test exist already: {created:?}"
         );
         env
@@ -178,6 +180,11 @@ impl Env {
     /// Publishes raw messages (key, value, headers) as they are, in order;
     /// returns each one's (partition, offset).
     pub async fn publish_raw(&self, msgs: &[RawOut]) -> Vec<(i32, i64)> {
+        self.publish_raw_to(self.source(), msgs).await
+    }
+
+    /// [`Env::publish_raw`] to another topic.
+    pub async fn publish_raw_to(&self, topic: &str, msgs: &[RawOut]) -> Vec<(i32, i64)> {
         use rdkafka::producer::FutureRecord;
         let producer: FutureProducer = self
             .client_config()
@@ -187,7 +194,7 @@ impl Env {
         let mut out = Vec::with_capacity(msgs.len());
         for chunk in msgs.chunks(500) {
             let sends = chunk.iter().map(|(k, v, h)| {
-                let mut rec = FutureRecord::<Vec<u8>, Vec<u8>>::to(self.source())
+                let mut rec = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic)
                     .payload(v)
                     .headers(govsync::kafka::owned_headers(h));
                 if let Some(k) = k {
@@ -219,6 +226,22 @@ impl Env {
         Running {
             token,
             progress,
+            handle,
+        }
+    }
+
+    /// Runs the review decision applier in this process until the returned
+    /// handle stops it.
+    pub fn start_applier(&self, cfg: Config) -> Running {
+        let token = CancellationToken::new();
+        let t = token.clone();
+        let handle = tokio::spawn(async move {
+            let db = govsync::sink::connect(&cfg.database).await?;
+            govsync::review::applier::run(Arc::new(cfg), db, t).await
+        });
+        Running {
+            token,
+            progress: Arc::new(Progress::default()),
             handle,
         }
     }

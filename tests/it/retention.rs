@@ -1,6 +1,7 @@
 //! `change_log.retention`: rows are kept for the retention after govsync
 //! logged them, whatever their governed_at; PostgreSQL drops a whole day
-//! of governed_at once all its rows are that old.
+//! of governed_at once all its rows are that old. Closed review items and
+//! recorded decisions follow the same retention; open items stay.
 
 use std::time::Duration;
 
@@ -108,12 +109,63 @@ async fn sqlite_keeps_what_was_logged_within_the_retention() {
         .await
         .unwrap();
     }
+    // Review items: an open one raised long ago stays (nobody decided it
+    // yet); a closed one decided long ago goes, a recently closed one
+    // stays; decisions recorded long ago go.
+    for (e, status, raised_days_ago, decided_days_ago) in [
+        ("open-old", "open", 40, None),
+        ("approved-old", "approved", 45, Some(40)),
+        ("superseded-old", "superseded", 40, None),
+        ("rejected-new", "rejected", 45, Some(1)),
+    ] {
+        sqlx::query(
+            "INSERT INTO govsync_review_item (event_id, batch_id, customer_id, data_type, region_code, \
+             reason, priority, details, proposed, governed_at, created_at, status, decided_at) \
+             VALUES (?1, 'b', 'C', 'address', '3201', 'conflict', 'high', '[]', '{}', \
+             '2023-06-01T10:00:00.000000Z', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), ?3, \
+             CASE WHEN ?4 IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4) END)",
+        )
+        .bind(e)
+        .bind(format!("-{raised_days_ago} days"))
+        .bind(status)
+        .bind(decided_days_ago.map(|d: i32| format!("-{d} days")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for (d, days_ago) in [("d-old", 40), ("d-new", 1)] {
+        sqlx::query(
+            "INSERT INTO govsync_review_decision (decision_id, event_id, reviewer, decision, outcome, \
+             batch_id, source_partition, source_offset, applied_at) \
+             VALUES (?1, 'e', 'r', 'approve', 'applied', 'b', 0, 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2))",
+        )
+        .bind(d)
+        .bind(format!("-{days_ago} days"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
     let done = db.maintain(THIRTY_DAYS).await.unwrap();
-    assert_eq!(done, "1 change-log rows deleted");
+    assert_eq!(
+        done,
+        "1 change-log rows deleted; 2 closed review items and 1 decisions deleted"
+    );
     let left: Vec<String> = sqlx::query_scalar("SELECT event_id FROM govsync_change_log")
         .fetch_all(&pool)
         .await
         .unwrap();
     assert_eq!(left, ["new"]);
+    let items: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM govsync_review_item ORDER BY event_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(items, ["open-old", "rejected-new"]);
+    let decisions: Vec<String> =
+        sqlx::query_scalar("SELECT decision_id FROM govsync_review_decision")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(decisions, ["d-new"]);
     db.close().await;
 }

@@ -304,8 +304,18 @@ impl Database for OracleDatabase {
                 CHANGE_LOG_PRUNE,
                 &[("p_horizon", Bind::Time(Some(horizon)))],
             )?;
+            let horizon = Bind::Time(Some(horizon));
+            let items = exec(
+                conn,
+                review::REVIEW_PRUNE,
+                &[("p_horizon", horizon.clone())],
+            )?;
+            let decisions = exec(conn, review::DECISIONS_PRUNE, &[("p_horizon", horizon)])?;
             conn.commit()?;
-            Ok(format!("{n} change-log rows deleted"))
+            Ok(format!(
+                "{n} change-log rows deleted; {items} closed review items and {decisions} \
+                 decisions deleted"
+            ))
         })
         .await
     }

@@ -33,7 +33,7 @@ pub const REVIEW_ITEM_ONE: &str =
 pub fn item_lock_sql(wait: u64) -> String {
     format!(
         "SELECT event_id, customer_id, data_type, status, row_version, proposed, \
-         SYS_EXTRACT_UTC(governed_at) FROM govsync_review_item WHERE event_id = :p_event_id \
+         SYS_EXTRACT_UTC(governed_at), reason FROM govsync_review_item WHERE event_id = :p_event_id \
          FOR UPDATE WAIT {wait}"
     )
 }
@@ -54,14 +54,20 @@ pub const DECISION_INSERT: &str = "INSERT INTO govsync_review_decision (decision
 pub const ITEM_CLOSE: &str = "UPDATE govsync_review_item SET status = :p_status, decided_by = \
     :p_reviewer, decided_at = :p_decided_at, decision = :p_decision, decision_id = :p_decision_id, \
     \"COMMENT\" = (SELECT d.\"COMMENT\" FROM govsync_review_decision d WHERE d.decision_id = \
-    :p_decision_id_again) WHERE event_id = :p_event_id";
+    :p_decision_id_again), superseded_by = NULL WHERE event_id = :p_event_id";
 
 pub const LOG_SOURCE: &str =
     "UPDATE govsync_change_log SET source = :p_source WHERE event_id = :p_event_id";
 
 pub const DECISIONS_READ: &str = "SELECT decision_id, event_id, reviewer, decision, outcome, reason, \
     \"COMMENT\", SYS_EXTRACT_UTC(decided_at), SYS_EXTRACT_UTC(applied_at) FROM govsync_review_decision \
-    WHERE event_id = :p_event_id ORDER BY applied_at, decision_id";
+    WHERE event_id = :p_event_id ORDER BY applied_at, source_partition, source_offset";
+
+/// Retention (see `sqlx_common::REVIEW_PRUNE`).
+pub const REVIEW_PRUNE: &str = "DELETE FROM govsync_review_item WHERE status <> 'open' \
+    AND COALESCE(decided_at, created_at) < :p_horizon";
+pub const DECISIONS_PRUNE: &str =
+    "DELETE FROM govsync_review_decision WHERE applied_at < :p_horizon";
 
 fn text(v: &Option<String>) -> Bind {
     Bind::Text(v.clone())
@@ -148,6 +154,7 @@ pub fn locked_item(r: &oracle::Row) -> oracle::Result<(LockedItem, Option<NaiveD
             row_version: r.get(4)?,
             proposed: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
             governed_at: governed.map(|t| t.and_utc()).unwrap_or_default(),
+            reason: r.get(7)?,
         },
         governed,
     ))
@@ -208,6 +215,8 @@ mod tests {
         );
         assert_eq!(placeholders(LOG_SOURCE), names(&log_source_binds(&d)));
         assert_eq!(placeholders(DECISION_KNOWN), ["p_decision_id"]);
+        assert_eq!(placeholders(REVIEW_PRUNE), ["p_horizon"]);
+        assert_eq!(placeholders(DECISIONS_PRUNE), ["p_horizon"]);
         assert_eq!(placeholders(DECISIONS_READ), ["p_event_id"]);
         assert_eq!(placeholders(REVIEW_ITEM_ONE), ["p_event_id"]);
         assert_eq!(placeholders(REVIEW_ITEMS_LIST), ["p_status", "p_status_eq"]);

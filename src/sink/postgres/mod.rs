@@ -368,6 +368,10 @@ impl Dialect for Postgres {
         row.try_get(i)
     }
 
+    fn rows_affected(r: &Self::QueryResult) -> u64 {
+        r.rows_affected()
+    }
+
     fn get_time(row: &PgRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         row.try_get(i)
     }

@@ -310,6 +310,10 @@ impl Dialect for Sqlite {
         row.try_get(i)
     }
 
+    fn rows_affected(r: &Self::QueryResult) -> u64 {
+        r.rows_affected()
+    }
+
     fn get_time(row: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         Ok(parse_time(row.try_get(i)?))
     }

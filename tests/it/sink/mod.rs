@@ -152,6 +152,7 @@ macro_rules! scenario_tests {
             rollback_restores_exactly_the_before_images,
             verification_failure_rolls_back,
             review_items_follow_the_review_topic_and_newer_results_supersede_them,
+            decisions_apply_once_with_reasons_for_refusals,
         );
     };
     (@each $with_suite:ident: $($scenario:ident),+ $(,)?) => {

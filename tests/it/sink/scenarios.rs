@@ -584,3 +584,168 @@ pub async fn review_items_follow_the_review_topic_and_newer_results_supersede_th
     );
     assert_eq!(now.len(), 4);
 }
+
+/// Reviewers' decisions through the database alone (no Kafka): approve a
+/// conflict's proposal, correct a flagged address (a correction outside
+/// China refused first), refuse a second decision on a closed item and a
+/// message that is not a decision, skip a re-sent decision id; the batch
+/// again changes nothing, under its watermark or under another group's.
+pub async fn decisions_apply_once_with_reasons_for_refusals(s: &Suite) {
+    use govsync::review::{ReviewDecision, Verdict};
+    use govsync::sink::decisions::{
+        self, DecisionBatch, DecisionMessage, DecisionOutcome, Refusal,
+    };
+
+    let mut cs = generate::customers(2, 1, 121);
+    for (i, c) in cs.iter_mut().enumerate() {
+        c.id = format!("DECIDE_{i}");
+    }
+    s.biz.seed(&cs).await;
+    let at =
+        govsync::event::rules::parse_loose_time("2024-01-15 10:25:00", generate::local()).unwrap();
+    s.biz
+        .business_update(&cs[0].id, "江苏省南京市玄武区中山路1号A座", at)
+        .await;
+    let mut flagged = ev(&cs[1], DataType::Address, "dec-flag", 1);
+    flagged["sync_operation"]["requires_manual_review"] = json!(true);
+    let r = s
+        .apply(
+            &s.batch(
+                4,
+                0,
+                0,
+                &[ev(&cs[0], DataType::Address, "dec-conflict", 0), flagged],
+            ),
+            ConflictPolicy::Review,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&r), [Outcome::Conflict, Outcome::Flagged]);
+    let flagged_version = s.biz.row(&cs[1].id).await.unwrap().version;
+
+    let approve = ReviewDecision::new("dec-conflict", Verdict::Approve, None, "wang.li", None);
+    let correct = |addr: Value, lat: f64| {
+        ReviewDecision::new(
+            "dec-flag",
+            Verdict::Correct,
+            json!({"address": addr, "geo_lat": lat, "geo_lon": 118.79})
+                .as_object()
+                .cloned(),
+            "wang.li",
+            Some("checked with the customer".into()),
+        )
+    };
+    let outside = correct(json!("江苏省南京市玄武区中山路9号"), -33.9);
+    let fixed = correct(json!("江苏省南京市玄武区中山路9号"), 32.05);
+    let again = ReviewDecision::new("dec-conflict", Verdict::Reject, None, "li.na", None);
+    let messages: Vec<DecisionMessage> = [
+        Ok(approve.clone()),
+        Ok(outside),
+        Ok(fixed.clone()),
+        Ok(again),
+        Ok(approve.clone()),
+        Err("not a review decision (schema v1): EOF".to_string()),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, decision)| DecisionMessage {
+        offset: i as i64,
+        decision,
+    })
+    .collect();
+    let key = |group: &str| govsync::sink::PartitionKey {
+        group: group.into(),
+        topic: format!("{}.decisions", s.topic),
+        partition: 0,
+    };
+    let batch = |group: &str| DecisionBatch {
+        batch_id: format!("{}:{group}:decisions", s.topic),
+        key: key(group),
+        messages: messages.clone(),
+        attempt: 1,
+    };
+    let rules = govsync::event::RuleSet::default();
+    let r = decisions::apply(s.db.as_ref(), &batch("reviewers"), &rules)
+        .await
+        .unwrap();
+    let classes: Vec<String> = r
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            DecisionOutcome::Applied(v) => v.status().to_string(),
+            DecisionOutcome::Refused(c, _) => c.as_str().to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "approved",
+            Refusal::Correction.as_str(),
+            "corrected",
+            Refusal::NotOpen.as_str(),
+            "Duplicate",
+            Refusal::Invalid.as_str()
+        ]
+    );
+    let row0 = s.biz.row(&cs[0].id).await.unwrap();
+    assert_eq!(
+        row0.get(govsync::event::Column::Address),
+        govsync::event::Value::Text(cs[0].std_address.clone()),
+        "approve wrote the engine's proposal over the concurrent update"
+    );
+    assert_eq!(row0.version, 1);
+    let row1 = s.biz.row(&cs[1].id).await.unwrap();
+    assert_eq!(
+        row1.get(govsync::event::Column::Address),
+        govsync::event::Value::Text("江苏省南京市玄武区中山路9号".into())
+    );
+    assert_eq!(row1.version, flagged_version + 1);
+    let item = |id: &'static str| {
+        let db = s.db.clone();
+        async move { db.review_item(id).await.unwrap().unwrap() }
+    };
+    let conflict = item("dec-conflict").await;
+    assert_eq!(
+        (conflict.status.as_str(), conflict.decided_by.as_deref()),
+        ("approved", Some("wang.li"))
+    );
+    assert_eq!(conflict.decision_id, Some(approve.decision_id.clone()));
+    let flag = item("dec-flag").await;
+    assert_eq!(flag.status, "corrected");
+    assert_eq!(flag.comment.as_deref(), Some("checked with the customer"));
+    let history = s.db.review_decisions("dec-flag").await.unwrap();
+    let seen: Vec<(&str, &str)> = history
+        .iter()
+        .map(|d| (d.decision_id.as_str(), d.outcome.as_str()))
+        .collect();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1], (fixed.decision_id.as_str(), "applied"));
+    assert!(
+        history[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("outside China")),
+        "{history:?}"
+    );
+
+    // The same batch again: below the watermark. Under another group: every
+    // decision id known, nothing written twice.
+    let r = decisions::apply(s.db.as_ref(), &batch("reviewers"), &rules)
+        .await
+        .unwrap();
+    assert!(r.outcomes.iter().all(|o| *o == DecisionOutcome::Skipped));
+    let r = decisions::apply(s.db.as_ref(), &batch("others"), &rules)
+        .await
+        .unwrap();
+    assert!(
+        r.outcomes.iter().all(|o| *o == DecisionOutcome::Duplicate),
+        "{:?}",
+        r.outcomes
+    );
+    assert_eq!(s.biz.row(&cs[0].id).await.unwrap().version, 1);
+    assert_eq!(
+        s.biz.row(&cs[1].id).await.unwrap().version,
+        flagged_version + 1
+    );
+}
