@@ -61,7 +61,7 @@ pub async fn send(
 /// `Connection: close`, as chromedriver does).
 async fn read_response(s: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = s.read(&mut buf).await.unwrap();
         if n == 0 {
@@ -79,13 +79,10 @@ async fn read_response(s: &mut tokio::net::TcpStream) -> Vec<u8> {
             .and_then(|v| v.trim().parse::<usize>().ok());
         match length {
             Some(len) if body >= len => return raw,
-            Some(_) => {}
-            None if head.contains("transfer-encoding: chunked") => {
-                if raw.ends_with(b"0\r\n\r\n") {
-                    return raw;
-                }
+            None if head.contains("transfer-encoding: chunked") && raw.ends_with(b"0\r\n\r\n") => {
+                return raw;
             }
-            None => {}
+            _ => {}
         }
     }
 }

@@ -75,7 +75,8 @@ impl Driver {
 
     async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("/session/{}{path}", self.session);
-        let v = call(self.addr, method, &url, body).await;
+        // Boxed: a page of commands would otherwise nest each call's state.
+        let v = Box::pin(call(self.addr, method, &url, body)).await;
         if let Some(e) = v.get("error") {
             panic!("WebDriver {method} {path}: {e}: {}", v["message"]);
         }

@@ -14,6 +14,8 @@ use govsync::demo::generate::{self, Customer};
 use govsync::review::Verdict;
 use serde_json::Value;
 
+use govsync::config::RawConfig;
+
 use crate::common::harness::{Env, wait_until};
 use crate::common::review::{Console, PASSWORD, REVIEWER, decisions, prepare};
 use crate::common::webdriver::Driver;
@@ -69,6 +71,12 @@ async fn open(d: &Driver, base: &str, event: &str) {
     d.wait_url(&format!("/item/{event}")).await;
 }
 
+/// Opens an item that left the open queue.
+async fn open_closed(d: &Driver, base: &str, event: &str) {
+    d.goto(&format!("{base}/item/{event}")).await;
+    d.find("#status").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_reviewer_decides_items_and_govsync_applies_them() {
     let env = Env::new("browser", 1).await;
@@ -85,7 +93,30 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
     let base = format!("http://{}", console.addr);
     let d = Driver::start(1280, 900).await;
 
-    sign_in(&d, &base).await;
+    // Each phase boxed, like each WebDriver call: in a debug build the
+    // scenario's futures are large for the test thread's 2 MiB stack.
+    Box::pin(decide_in_the_browser(&d, &base, &env, &raw, &customers)).await;
+    Box::pin(decisions_published(&env, &raw, &customers)).await;
+    Box::pin(decisions_applied(&env, &d, &base, &customers)).await;
+    d.quit().await;
+    let log = console.log_text();
+    for c in &customers {
+        assert!(
+            !log.contains(&c.id_card) && !log.contains(&c.phone),
+            "personal data in the console's log"
+        );
+    }
+}
+
+/// Sign in, filter, approve, correct (refused, then valid), reject, bulk.
+async fn decide_in_the_browser(
+    d: &Driver,
+    base: &str,
+    env: &Env,
+    raw: &RawConfig,
+    customers: &[Customer],
+) {
+    sign_in(d, base).await;
     // Filter: one region's ID-card items.
     let region = customers[0].region;
     d.click(&format!(r#"#f-region option[value="{region}"]"#))
@@ -111,7 +142,7 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
     d.screenshot(&screenshot("queue")).await;
 
     // Approve with the keyboard.
-    open(&d, &base, &event_id(0)).await;
+    open(d, base, &event_id(0)).await;
     // Tall enough for the whole page: comparison, reasons, forms.
     d.resize(1280, 2000).await;
     d.screenshot(&screenshot("item")).await;
@@ -121,7 +152,7 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
     assert!(d.text("#notice").await.contains("published"));
 
     // Correct: a bad ID number is refused on the page, a valid one is sent.
-    open(&d, &base, &event_id(2)).await;
+    open(d, base, &event_id(2)).await;
     d.key("c").await;
     d.fill("#set-id_card", BAD_ID).await;
     d.fill("#correct-comment", "confirmed with the customer")
@@ -131,7 +162,7 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
     assert!(refusal.contains("GB 11643"), "{refusal}");
     d.screenshot(&screenshot("refusal")).await;
     assert!(
-        decisions(&env, &raw)
+        decisions(env, raw)
             .iter()
             .all(|(_, x)| x.corrected.is_none())
     );
@@ -140,7 +171,7 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
     d.wait_url("published=").await;
 
     // Reject.
-    open(&d, &base, &event_id(4)).await;
+    open(d, base, &event_id(4)).await;
     d.click("#reject").await;
     d.wait_url("published=").await;
 
@@ -156,12 +187,14 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
 
     // A phone-sized view of an item, for the README.
     d.resize(390, 844).await;
-    open(&d, &base, &event_id(5)).await;
+    open(d, base, &event_id(5)).await;
     d.screenshot(&screenshot("phone-item")).await;
-    d.quit().await;
+    d.resize(1280, 900).await;
+}
 
-    // The decisions on the topic: one each, the reviewer's.
-    let published = decisions(&env, &raw);
+/// The decisions on the topic: one each, the reviewer's.
+async fn decisions_published(env: &Env, raw: &RawConfig, customers: &[Customer]) {
+    let published = decisions(env, raw);
     let verdict_of = |i: usize| {
         published
             .iter()
@@ -187,8 +220,11 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
         assert_eq!(verdict_of(i), [v], "{}", event_id(i));
     }
     assert!(verdict_of(5).is_empty() && verdict_of(7).is_empty());
+}
 
-    // govsync run applies them: statuses, the table, the change log.
+/// govsync run applies them: statuses, the table, the change log, and
+/// the console shows it.
+async fn decisions_applied(env: &Env, d: &Driver, base: &str, customers: &[Customer]) {
     let status = |i: usize| {
         let pg = env.pg.clone();
         async move {
@@ -269,11 +305,16 @@ async fn browser_reviewer_decides_items_and_govsync_applies_them() {
         );
     }
     assert_eq!(logged(4).await, 0, "a rejection logs no change");
-    let log = console.log_text();
-    for c in &customers {
-        assert!(
-            !log.contains(&c.id_card) && !log.contains(&c.phone),
-            "personal data in the console's log"
-        );
-    }
+    // The console shows what was applied.
+    open_closed(d, base, &event_id(2)).await;
+    assert_eq!(d.text("#status").await, "corrected");
+    let history = d.text("#history").await;
+    assert!(
+        history.contains(REVIEWER) && history.contains("applied"),
+        "{history}"
+    );
+    assert!(
+        d.all("#decide").await.is_empty(),
+        "no forms on a closed item"
+    );
 }

@@ -430,3 +430,30 @@ async fn review_serve_refuses_to_start_without_a_way_to_sign_in() {
     let r = govsync::ops::console::auth::Reviewers::parse(&format!("ops:{}", hash.trim())).unwrap();
     assert!(r.verify("ops", "s3cret") && !r.verify("ops", "s3cret\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_item_page_shows_refused_decisions_with_their_reason() {
+    let (env, _raw, console) = start("console_history").await;
+    sqlx::query(
+        "INSERT INTO govsync_review_decision (decision_id, event_id, reviewer, decision, outcome, \
+         reason, comment, decided_at, batch_id, source_partition, source_offset) \
+         VALUES ('d-1', 'ev-flagged-1', 'li.na', 'approve', 'refused', $1, $2, now(), 'b', 0, 0)",
+    )
+    .bind("the row changed since the item was raised")
+    .bind(SCRIPT)
+    .execute(&env.pg)
+    .await
+    .unwrap();
+    let mut b = console.signed_in().await;
+    let page = b.get("/item/ev-flagged-1").await.body;
+    let history = &page[page.find(r#"id="history""#).expect("a history table")..];
+    assert!(
+        history.contains("li.na") && history.contains("refused"),
+        "{history}"
+    );
+    assert!(
+        history.contains("the row changed since the item was raised"),
+        "{history}"
+    );
+    assert!(!page.contains(SCRIPT), "a comment is escaped too");
+}
