@@ -5,7 +5,7 @@
 //! (keyboard), correct one (a bad ID number refused on the page with the
 //! reason, then a valid one), reject one, bulk-approve three; then the
 //! table, the change log (reviewer as source) and the items' statuses are
-//! as decided. Screenshots of the pages go to docs/screenshots/.
+//! as decided. Screenshots of the pages are taken too (see [`screenshot`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,8 +25,16 @@ const CORRECTED_ID: &str = "11010519491231002X";
 /// Fails the check digit.
 const BAD_ID: &str = "110105194912310021";
 
+/// Where a screenshot goes: docs/screenshots/ (the README's pictures) when
+/// GOVSYNC_UPDATE_SCREENSHOTS=1, else a temporary folder, so an ordinary
+/// test run leaves the work tree as it was.
 fn screenshot(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("docs/screenshots/{name}.png"))
+    let dir = if std::env::var("GOVSYNC_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        std::env::temp_dir().join("govsync-screenshots")
+    };
+    dir.join(format!("{name}.png"))
 }
 
 fn event_id(i: usize) -> String {

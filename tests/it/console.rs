@@ -457,3 +457,73 @@ async fn console_item_page_shows_refused_decisions_with_their_reason() {
     );
     assert!(!page.contains(SCRIPT), "a comment is escaped too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_behind_a_trusted_proxy_takes_the_reviewer_from_its_header() {
+    let env = Env::new("console_proxy", 1).await;
+    env.migrate().await;
+    let mut raw = env.raw.clone();
+    prepare(&env, &mut raw).await;
+    raw.review.reviewers_file = String::new();
+    raw.review.trusted_proxy_header = "X-Forwarded-User".into();
+    items(&env).await;
+    let console = Console::start(&env, &raw).await;
+    let get = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let addr = console.addr;
+        async move { send(addr, "GET", path, &headers, b"").await }
+    };
+    // Without the header nobody is signed in; the sign-in page says why.
+    let r = get("/", vec![]).await;
+    assert_eq!(r.status, 303);
+    let r = get("/signin", vec![]).await;
+    assert!(r.body.contains("proxy") && !r.body.contains(r#"id="password""#));
+
+    let user = vec![("X-Forwarded-User", "zhao.min".to_string())];
+    let r = get("/item/ev-flagged-1", user.clone()).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains(r#"<strong id="reviewer">zhao.min</strong>"#)
+    );
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = csrf_of(&r.body);
+    let form = |h: &[(&'static str, String)]| {
+        let mut h = h.to_vec();
+        h.push(("Cookie", cookie.clone()));
+        h.push(("Content-Type", "application/x-www-form-urlencoded".into()));
+        h
+    };
+    let body = format!("verdict=reject&csrf={csrf}");
+    // The session belongs to the header's reviewer: another name is refused.
+    let other = [("X-Forwarded-User", "li.na".to_string())];
+    let r = send(
+        console.addr,
+        "POST",
+        "/item/ev-flagged-1/decide",
+        &form(&other),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = send(
+        console.addr,
+        "POST",
+        "/item/ev-flagged-1/decide",
+        &form(&user),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let got = wait_for_decisions(&env, &raw, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].1.decision, got[0].1.reviewer.as_str()),
+        (Verdict::Reject, "zhao.min")
+    );
+}
