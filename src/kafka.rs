@@ -29,7 +29,18 @@ fn base(cfg: &KafkaConfig) -> ClientConfig {
 /// librdkafka's log lines as tracing events (target `librdkafka`): errors
 /// as ERROR, warnings as WARN, the rest as DEBUG.
 pub fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use crate::telemetry::outage;
     use rdkafka::config::RDKafkaLogLevel as L;
+    let serious = matches!(
+        level,
+        L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+    );
+    // A broker connection failing (FAIL) starts or continues a Kafka outage;
+    // while one lasts, librdkafka's warnings are its (counted, summarised).
+    if serious && (fac == "FAIL" || outage::KAFKA.ongoing()) {
+        outage::KAFKA.failed("connection", &message);
+        return;
+    }
     match level {
         L::Emerg | L::Alert | L::Critical | L::Error => {
             tracing::error!(target: "librdkafka", fac, "{message}")

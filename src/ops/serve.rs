@@ -47,6 +47,16 @@ pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             .with_context(|| format!("binding metrics.listen {addr}"))?;
         tracing::info!(%bound, "metrics on /metrics, health on /healthz and /readyz");
     }
+    // An outage with no success to end it (no traffic) ends when nothing
+    // has failed for a while.
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            telemetry::outage::KAFKA.tick();
+            telemetry::outage::DATABASE.tick();
+        }
+    });
     let stop = shutdown.clone();
     tokio::spawn(async move {
         signals::interrupt(&mut term).await;

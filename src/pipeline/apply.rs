@@ -23,7 +23,7 @@ use crate::message::OutMessage;
 use crate::output::{self, Failure};
 use crate::sink::protocol::{self, ApplyOptions, BatchReport};
 use crate::sink::{Database, Outcome, PartitionKey, SinkBatch, SinkError, SinkRecord, Transient};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, outage};
 
 /// Shared by every batch task.
 pub struct BatchCtx {
@@ -251,6 +251,9 @@ async fn apply_with_retries(
 ) -> Option<BatchReport> {
     let p = batch.key.partition;
     let mut stalled = false;
+    // Stalled by a database outage (connection, timeout): its lines are the
+    // outage's.
+    let mut stalled_by_outage = false;
     let set_stalled = |stalled: bool| {
         let _ = ctx.completions.send(Completion::Stalled {
             partition: p,
@@ -262,6 +265,9 @@ async fn apply_with_retries(
         let Some(attempt) = attempt(ctx, batch, cancel).await else {
             if stalled {
                 set_stalled(false);
+                if stalled_by_outage {
+                    outage::DATABASE.stall(false);
+                }
             }
             tracing::info!(
                 partition = p,
@@ -273,9 +279,15 @@ async fn apply_with_retries(
             Ok(report) => {
                 metrics::commit_latency(started.elapsed().as_secs_f64());
                 metrics::batch("committed");
+                outage::DATABASE.recovered();
                 if stalled {
                     set_stalled(false);
-                    tracing::info!(partition = p, "partition recovered");
+                    if stalled_by_outage {
+                        outage::DATABASE.stall(false);
+                        tracing::debug!(partition = p, "partition recovered");
+                    } else {
+                        tracing::info!(partition = p, "partition recovered");
+                    }
                 }
                 return Some(report);
             }
@@ -285,16 +297,34 @@ async fn apply_with_retries(
         metrics::retry(e.class());
         let step = retry.next(&e, &ctx.cfg.retry);
         let msg = crate::telemetry::mask::digits_in(&e.to_string());
+        // The database unreachable: one outage, logged as such (a line when
+        // it starts, a summary a minute, a line when it ends), not a line
+        // per attempt and partition.
+        let unreachable = matches!(e.class(), "connection" | "timeout");
+        if unreachable {
+            outage::DATABASE.failed(e.class(), &msg);
+        }
         match step {
+            Step::Retry(d) if unreachable => {
+                tracing::debug!(partition = p, class = e.class(), attempt = batch.attempt, retry_in = ?d, error = %msg, "batch failed; retrying");
+            }
             Step::Retry(d) => {
                 tracing::warn!(partition = p, class = e.class(), attempt = batch.attempt, retry_in = ?d, error = %msg, "batch failed; retrying");
             }
             Step::Stalled(d) => {
                 if !stalled {
                     stalled = true;
+                    stalled_by_outage = unreachable;
                     set_stalled(true);
-                    tracing::error!(partition = p, class = e.class(), error = %msg,
-                        "partition stalled: retries exhausted; it is paused and retried with backoff until the database recovers (nothing is dead-lettered)");
+                    if unreachable {
+                        outage::DATABASE.stall(true);
+                        tracing::debug!(partition = p, class = e.class(), error = %msg, "partition stalled");
+                    } else {
+                        tracing::error!(partition = p, class = e.class(), error = %msg,
+                            "partition stalled: retries exhausted; it is paused and retried with backoff until the database recovers (nothing is dead-lettered)");
+                    }
+                } else if unreachable {
+                    tracing::debug!(partition = p, class = e.class(), retry_in = ?d, error = %msg, "partition still stalled");
                 } else {
                     tracing::warn!(partition = p, class = e.class(), retry_in = ?d, error = %msg, "partition still stalled");
                 }
@@ -305,6 +335,9 @@ async fn apply_with_retries(
             _ = cancel.cancelled() => {
                 if stalled {
                     set_stalled(false);
+                    if stalled_by_outage {
+                        outage::DATABASE.stall(false);
+                    }
                 }
                 tracing::info!(partition = p, "in-flight batch abandoned (partition revoked or shutting down); it will be re-read");
                 return None;

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::GovConsumer;
 use crate::config::{Delivery, KafkaConfig};
 use crate::message::OutMessage;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, outage};
 
 /// Why the Kafka side of a batch did not commit. Either way the database
 /// side did, and its outbox rows are republished by the next batch of the
@@ -155,7 +155,8 @@ impl Worker {
                         break;
                     }
                     Err(e) if !self.shutdown.is_cancelled() => {
-                        tracing::warn!(error = %e, retry_in = ?delay, "creating the side-output producer failed");
+                        outage::KAFKA.failed("producer", &e);
+                        tracing::debug!(error = %e, retry_in = ?delay, "creating the side-output producer failed");
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
@@ -194,6 +195,7 @@ impl Worker {
             match r {
                 Ok(()) => {
                     metrics::kafka_txn("committed");
+                    outage::KAFKA.recovered();
                     let dlq = msgs
                         .iter()
                         .filter(|m| m.topic == self.config.dlq_topic)
@@ -208,16 +210,19 @@ impl Worker {
                 }
                 Err(TxnError::Retry(m)) if attempts < 3 => {
                     metrics::kafka_txn("retried");
-                    tracing::warn!(error = %m, attempt = attempts, "Kafka transaction failed; retrying");
+                    outage::KAFKA.failed("transaction", &m);
+                    tracing::debug!(error = %m, attempt = attempts, "Kafka transaction failed; retrying");
                     std::thread::sleep(Duration::from_millis(100 * attempts));
                 }
                 Err(TxnError::Fatal(m)) if attempts < 3 => {
                     metrics::kafka_txn("producer_reset");
-                    tracing::warn!(error = %m, "side-output producer failed fatally; recreating it");
+                    outage::KAFKA.failed("producer", &m);
+                    tracing::debug!(error = %m, "side-output producer failed fatally; recreating it");
                     self.producer = None;
                 }
                 Err(TxnError::Retry(m) | TxnError::Fatal(m)) => {
                     metrics::kafka_txn("failed");
+                    outage::KAFKA.failed("transaction", &m);
                     return Err(CommitError::Failed(m));
                 }
             }

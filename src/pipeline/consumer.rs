@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{self, Checked, Rejected, RuleSet};
 use crate::message::RawMessage;
 use crate::sink::{Database, PartitionKey};
+use crate::telemetry::outage;
 
 /// A message as the pipeline receives it: raw bytes plus the verdict.
 #[derive(Debug)]
@@ -174,7 +175,7 @@ impl ClientContext for GovContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        outage::KAFKA.failed("client", &format!("{error}: {reason}"));
     }
 
     /// librdkafka's statistics carry each partition's last stable offset:
@@ -332,7 +333,8 @@ fn retry_until<T, E: std::fmt::Display>(
         match f() {
             Ok(v) => return Some(v),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "{what} failed during assignment");
+                outage::KAFKA.failed("assignment", &format!("{what}: {e}"));
+                tracing::debug!(error = %e, retry_in = ?delay, "{what} failed during assignment");
                 if shutdown.is_cancelled() {
                     return None;
                 }
@@ -397,8 +399,12 @@ fn consumer_loop(
     commands: std_mpsc::Receiver<ToConsumer>,
 ) {
     let mut lanes: Vec<Lane> = Vec::new();
-    let deliver =
-        |batch: Vec<Incoming>| events.blocking_send(FromConsumer::Messages(batch)).is_ok();
+    let deliver = |batch: Vec<Incoming>| {
+        // Messages fetched: Kafka answers (an outage ends once no failure
+        // came for a moment: see telemetry::outage).
+        outage::KAFKA.fetched();
+        events.blocking_send(FromConsumer::Messages(batch)).is_ok()
+    };
     'outer: loop {
         match commands.try_recv() {
             Ok(ToConsumer::Shutdown) | Err(std_mpsc::TryRecvError::Disconnected) => break,
@@ -410,7 +416,7 @@ fn consumer_loop(
             match r {
                 Ok(m) if !deliver(vec![to_incoming(&m, &setup)]) => break 'outer,
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
+                Err(e) => outage::KAFKA.failed("consumer", &e),
             }
         }
         if update_lanes(&consumer, &setup.topic, &mut lanes) {
@@ -428,9 +434,7 @@ fn consumer_loop(
                         lane.credit.spend();
                         turn.push(to_incoming(&m, &setup));
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(partition = lane.partition, error = %e, "consumer error")
-                    }
+                    Some(Err(e)) => outage::KAFKA.failed("consumer", &e),
                     None => break,
                 }
             }
@@ -442,7 +446,7 @@ fn consumer_loop(
         if delivered == 0 {
             match consumer.poll(IDLE_POLL) {
                 Some(Ok(m)) if !deliver(vec![to_incoming(&m, &setup)]) => break,
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Some(Err(e)) => outage::KAFKA.failed("consumer", &e),
                 _ => {}
             }
         }

@@ -28,7 +28,7 @@ use super::consumer::{AssignedPartition, FromConsumer, Incoming, ToConsumer};
 use super::partition::{InFlight, Partition};
 use crate::config::Config;
 use crate::sink::PartitionKey;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, outage};
 
 /// Entries [`Progress::batch_log`] keeps.
 pub const BATCH_LOG_MAX: usize = 100_000;
@@ -292,11 +292,17 @@ impl Partitions {
                 k.outbox_dirty |= !report.outputs.is_empty() || !report.foreign_outputs.is_empty();
             }
             Err(e) => {
-                tracing::warn!(
-                    partition, error = %e,
-                    "the batch committed in the database but its Kafka commit failed; \
-                     its side outputs will be republished from the outbox"
-                );
+                // During a Kafka outage this is the outage's (its summary
+                // says what waits); otherwise a line of its own.
+                if outage::KAFKA.ongoing() {
+                    tracing::debug!(partition, error = %e, "Kafka commit failed; republishing from the outbox");
+                } else {
+                    tracing::warn!(
+                        partition, error = %e,
+                        "the batch committed in the database but its Kafka commit failed; \
+                         its side outputs will be republished from the outbox"
+                    );
+                }
                 k.needs_recovery = true;
             }
         }

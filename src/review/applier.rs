@@ -81,7 +81,7 @@ pub async fn run(
                             None => Err("an empty message (no payload)".into()),
                         },
                     }),
-                Err(e) => tracing::warn!(error = %e, "decision consumer error"),
+                Err(e) => crate::telemetry::outage::KAFKA.failed("decision consumer", &e),
             }
         }
         for (partition, messages) in parts {
@@ -116,7 +116,7 @@ pub async fn run(
                 // The watermark makes a lost commit harmless: the messages
                 // come again and are skipped.
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::warn!(partition, error = %e, "committing decision offsets failed");
+                    crate::telemetry::outage::KAFKA.failed("decision commit", &e);
                 }
             }
         }
@@ -139,6 +139,7 @@ async fn apply_until_done(
     loop {
         match decisions::apply(db, &batch, &cfg.rules).await {
             Ok(report) => {
+                crate::telemetry::outage::DATABASE.recovered();
                 report_outcomes(&batch, &report.outcomes);
                 return true;
             }
@@ -165,11 +166,15 @@ async fn apply_until_done(
                 m.decision = Err(format!("the database rejects it: {e}"));
             }
             Err(e) => {
-                tracing::warn!(
-                    partition = batch.key.partition, class = e.class(), error = %e,
-                    attempt = batch.attempt, retry_in = ?delay,
-                    "applying review decisions failed; retrying"
-                );
+                if matches!(e.class(), "connection" | "timeout") {
+                    crate::telemetry::outage::DATABASE.failed(e.class(), &e);
+                } else {
+                    tracing::warn!(
+                        partition = batch.key.partition, class = e.class(), error = %e,
+                        attempt = batch.attempt, retry_in = ?delay,
+                        "applying review decisions failed; retrying"
+                    );
+                }
                 metrics::retry(e.class());
                 tokio::select! {
                     _ = shutdown.cancelled() => return false,

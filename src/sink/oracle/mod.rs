@@ -73,6 +73,7 @@ mod fixtures;
 pub mod migrate;
 pub mod review;
 pub mod sql;
+pub mod statements;
 pub mod tx;
 
 use std::sync::{Arc, Mutex};
