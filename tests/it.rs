@@ -19,6 +19,7 @@ mod it {
     mod mapping;
     mod metrics;
     mod retention;
+    mod review_cli;
     mod routing;
     mod sink;
     mod skeleton;
