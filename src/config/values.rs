@@ -171,47 +171,6 @@ pub(super) fn host_name() -> String {
     "govsync".to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn db_urls() {
-        let (k, u, p) = parse_db_url("postgres://govsync:secret@127.0.0.1:5432/govsync").unwrap();
-        assert_eq!(
-            (k, u.as_str(), p.as_deref()),
-            (
-                DbKind::Postgres,
-                "postgres://govsync@127.0.0.1:5432/govsync",
-                Some("secret")
-            )
-        );
-        let (k, _, _) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
-        assert_eq!(k, DbKind::Oracle);
-        assert!(parse_db_url("postgres://127.0.0.1:port/x").is_err());
-        let (k, u, p) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
-        assert_eq!(
-            (k, u.as_str(), p),
-            (DbKind::Oracle, "oracle://govsync@db:1521/FREEPDB1", None)
-        );
-        assert!(parse_db_url("sqlite://").is_err());
-    }
-
-    #[test]
-    fn offsets_are_hh_mm_within_range() {
-        let east = |h: i32, m: i32| chrono::FixedOffset::east_opt(h * 3600 + m * 60);
-        assert_eq!(parse_offset("+08:00"), east(8, 0));
-        assert_eq!(parse_offset("-03:30"), east(-3, -30));
-        assert_eq!(parse_offset("Z"), east(0, 0));
-        assert_eq!(parse_offset(" +05:45 "), east(5, 45));
-        for bad in [
-            "+08:99", "+15:00", "+8:00", "+08:-30", "08:00", "+08", "+0a:00", "",
-        ] {
-            assert_eq!(parse_offset(bad), None, "{bad:?}");
-        }
-    }
-}
-
 /// The TLS policy for a PostgreSQL URL: a server on another host must be
 /// verified (`sslmode=verify-full`, or `verify-ca`); a URL without `sslmode`
 /// gets `verify-full`; `disable`, `allow`, `prefer` and `require` (which do
@@ -263,5 +222,46 @@ pub(super) fn postgres_tls(url: &str, allow_insecure: bool) -> Result<(String, b
                  verify-ca, verify-full)"
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_urls() {
+        let (k, u, p) = parse_db_url("postgres://govsync:secret@127.0.0.1:5432/govsync").unwrap();
+        assert_eq!(
+            (k, u.as_str(), p.as_deref()),
+            (
+                DbKind::Postgres,
+                "postgres://govsync@127.0.0.1:5432/govsync",
+                Some("secret")
+            )
+        );
+        let (k, _, _) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
+        assert_eq!(k, DbKind::Oracle);
+        assert!(parse_db_url("postgres://127.0.0.1:port/x").is_err());
+        let (k, u, p) = parse_db_url("oracle://govsync@db:1521/FREEPDB1").unwrap();
+        assert_eq!(
+            (k, u.as_str(), p),
+            (DbKind::Oracle, "oracle://govsync@db:1521/FREEPDB1", None)
+        );
+        assert!(parse_db_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn offsets_are_hh_mm_within_range() {
+        let east = |h: i32, m: i32| chrono::FixedOffset::east_opt(h * 3600 + m * 60);
+        assert_eq!(parse_offset("+08:00"), east(8, 0));
+        assert_eq!(parse_offset("-03:30"), east(-3, -30));
+        assert_eq!(parse_offset("Z"), east(0, 0));
+        assert_eq!(parse_offset(" +05:45 "), east(5, 45));
+        for bad in [
+            "+08:99", "+15:00", "+8:00", "+08:-30", "08:00", "+08", "+0a:00", "",
+        ] {
+            assert_eq!(parse_offset(bad), None, "{bad:?}");
+        }
     }
 }
