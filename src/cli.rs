@@ -124,6 +124,14 @@ pub struct DemoArgs {
     /// Address of /metrics while the demo runs.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics: String,
+    /// After the run, keep the embedded broker up with the review console
+    /// and the decision applier, until Ctrl-C: decide the review items in a
+    /// browser.
+    #[arg(long)]
+    pub review: bool,
+    /// Address of the review console with --review.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub review_listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]

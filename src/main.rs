@@ -183,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 metrics,
                 progress_bar: govsync::demo::stdout_is_terminal(),
+                review: args.review.then_some(args.review_listen),
             };
             govsync::demo::run(opts, &mut stdout.lock()).await?;
         }
