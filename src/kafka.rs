@@ -95,7 +95,14 @@ pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "range,roundrobin")
+        .set(
+            "partition.assignment.strategy",
+            if cfg.cooperative {
+                "cooperative-sticky"
+            } else {
+                "range,roundrobin"
+            },
+        )
         .set(
             "session.timeout.ms",
             cfg.session_timeout.as_millis().to_string(),

@@ -21,6 +21,7 @@ mod it {
     mod retention;
     mod review_cli;
     mod routing;
+    mod scale_out;
     mod sink;
     mod skeleton;
     mod upgrade;

@@ -140,6 +140,16 @@ fn check_kafka(k: &RawKafka) -> Result<KafkaConfig, ConfigError> {
         return Err(err("kafka.side_output_max_bytes", "must be at least 1024"));
     }
     let client = check_client(&k.client)?;
+    let cooperative = match k.assignment.trim() {
+        "cooperative" => true,
+        "eager" => false,
+        other => {
+            return Err(err(
+                "kafka.assignment",
+                format!("`{other}`: use \"cooperative\" or \"eager\""),
+            ));
+        }
+    };
     let sasl_password = kafka_password(k, &client)?;
     let insecure_tls = check_kafka_tls(k, &client)?;
     Ok(KafkaConfig {
@@ -162,6 +172,7 @@ fn check_kafka(k: &RawKafka) -> Result<KafkaConfig, ConfigError> {
             "kafka.transaction_timeout",
             duration("kafka.transaction_timeout", &k.transaction_timeout)?,
         )?,
+        cooperative,
         client,
         sasl_password,
         insecure_tls,
@@ -209,6 +220,7 @@ fn check_client(raw: &BTreeMap<String, String>) -> Result<Vec<(String, String)>,
             "bootstrap.servers",
             "transactional.id",
             "isolation.level",
+            "partition.assignment.strategy",
         ]
         .contains(&name.as_str())
         {

@@ -94,6 +94,8 @@ pub struct KafkaConfig {
     pub side_output_max_bytes: usize,
     pub session_timeout: Duration,
     pub transaction_timeout: Duration,
+    /// Incremental (cooperative-sticky) rebalancing, else eager.
+    pub cooperative: bool,
     /// Extra librdkafka properties (never a password).
     pub client: Vec<(String, String)>,
     /// `sasl.password`, from `kafka.sasl_password_file` or the environment.

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::mpsc;
@@ -203,11 +203,24 @@ impl ConsumerContext for GovContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        // Cooperative (incremental) rebalancing hands over only the
+        // partitions that move: the others keep being read and applied.
+        let incremental = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(consumer, tpl, incremental)
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.on_revoke(tpl);
-                if let Err(e) = consumer.unassign() {
+                let r = if incremental {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
                     tracing::warn!(error = %e, "unassign failed");
                 }
             }
@@ -229,7 +242,12 @@ impl GovContext {
             .collect()
     }
 
-    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+    fn on_assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        incremental: bool,
+    ) {
         let parts = self.partitions(tpl);
         // Kafka's committed offsets (read_committed makes this wait for
         // pending transactional commits to settle: KIP-447).
@@ -284,7 +302,12 @@ impl GovContext {
         {
             return;
         }
-        if let Err(e) = consumer.assign(tpl) {
+        let r = if incremental {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(e) = r {
             tracing::error!(error = %e, "assigning partitions failed");
         }
         self.pending_mut().assigned.extend(lanes);

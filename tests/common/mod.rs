@@ -12,5 +12,6 @@ pub mod cust_base;
 pub mod harness;
 pub mod http;
 pub mod review;
+pub mod scale;
 pub mod webdriver;
 pub mod workload;
