@@ -18,6 +18,7 @@ mod it {
     mod metrics;
     mod retention;
     mod routing;
+    mod security;
     mod sink;
     mod skeleton;
     mod upgrade;
