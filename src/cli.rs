@@ -124,6 +124,14 @@ pub struct DemoArgs {
     /// Address of /metrics while the demo runs.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics: String,
+    /// After the run, keep the embedded broker up with the review console
+    /// and the decision applier, until Ctrl-C: decide the review items in a
+    /// browser.
+    #[arg(long)]
+    pub review: bool,
+    /// Address of the review console with --review.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub review_listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,7 +157,42 @@ pub enum ReviewCommand {
         config: ConfigArg,
         /// The event id of the item.
         event_id: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
+    /// Decide an item: publish the decision to kafka.decision_topic (it is
+    /// applied by `govsync run`). A correction is checked with the
+    /// governance rules first; a refusal publishes nothing (exit status 1).
+    /// Prints the decision id.
+    Decide {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The event id of the item.
+        event_id: String,
+        /// approve, reject or correct.
+        verdict: String,
+        /// Who decides (recorded with the decision).
+        #[arg(long)]
+        reviewer: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// A corrected value, field=value (repeatable; correct only).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+    },
+    /// The review console, a web application for reviewers, until Ctrl-C or
+    /// SIGTERM. Needs review.reviewers_file or review.trusted_proxy_header.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address to listen on (default: review.console_listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Read a password from standard input and print its argon2 hash (PHC
+    /// string) for a `name:hash` line of review.reviewers_file.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]

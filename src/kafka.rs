@@ -23,6 +23,9 @@ fn base(cfg: &KafkaConfig) -> ClientConfig {
     for (k, v) in &cfg.client {
         c.set(k, v);
     }
+    if let Some(p) = &cfg.sasl_password {
+        c.set("sasl.password", p.expose());
+    }
     c
 }
 

@@ -98,10 +98,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load(&config)?;
             ops::review::list(&cfg, status.as_deref(), limit, json, &mut stdout.lock()).await?;
         }
-        Command::Review(ReviewCommand::Show { config, event_id }) => {
+        Command::Review(ReviewCommand::Show {
+            config,
+            event_id,
+            json,
+        }) => {
             let cfg = load(&config)?;
-            let found = ops::review::show(&cfg, &event_id, &mut stdout.lock()).await?;
+            let found = ops::review::show(&cfg, &event_id, json, &mut stdout.lock()).await?;
             return Ok(failed_if(!found));
+        }
+        Command::Review(ReviewCommand::Decide {
+            config,
+            event_id,
+            verdict,
+            reviewer,
+            comment,
+            set,
+        }) => {
+            let cfg = load(&config)?;
+            let args = ops::review::DecideArgs {
+                event_id: &event_id,
+                verdict: &verdict,
+                reviewer: &reviewer,
+                comment,
+                set: &set,
+            };
+            let published = ops::review::decide(&cfg, args, &mut stdout.lock()).await?;
+            return Ok(failed_if(!published));
+        }
+        Command::Review(ReviewCommand::Serve { config, listen }) => {
+            let cfg = Arc::new(load(&config)?);
+            telemetry::init_logging(cfg.log_format, &cfg.log_level);
+            let listen = listen.unwrap_or(cfg.review.console_listen);
+            ops::console::serve(cfg, listen).await?;
+        }
+        Command::Review(ReviewCommand::HashPassword) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            ops::review::hash_password(password, &mut stdout.lock())?;
         }
         Command::CheckConfig(arg) => {
             let ok = ops::check::run(arg.config.as_deref(), &mut stdout.lock()).await?;
@@ -146,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 metrics,
                 progress_bar: govsync::demo::stdout_is_terminal(),
+                review: args.review.then_some(args.review_listen),
             };
             govsync::demo::run(opts, &mut stdout.lock()).await?;
         }

@@ -8,8 +8,10 @@
 mod common;
 
 mod it {
+    mod browser;
     mod config_cli;
     mod conflicts;
+    mod console;
     mod decisions;
     mod demo;
     mod dlq;
@@ -17,6 +19,7 @@ mod it {
     mod mapping;
     mod metrics;
     mod retention;
+    mod review_cli;
     mod routing;
     mod security;
     mod sink;

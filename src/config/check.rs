@@ -7,10 +7,12 @@ use super::raw::{
     RawBatch, RawDatabase, RawFlow, RawKafka, RawLog, RawMapping, RawMetrics, RawRetry, RawReview,
     RawRules,
 };
-use super::values::{duration, host_name, identifier, parse_db_url, parse_offset, positive, topic};
+use super::values::{
+    duration, host_name, identifier, parse_db_url, parse_offset, positive, postgres_tls, topic,
+};
 use super::{
     BatchConfig, Config, ConfigError, DatabaseConfig, DbKind, Delivery, FlowConfig, KafkaConfig,
-    LogFormat, RawConfig, RetryConfig, ReviewConfig, TableMapping, err,
+    LogFormat, RawConfig, RetryConfig, ReviewConfig, Secret, TableMapping, err,
 };
 use crate::event::ConflictPolicy;
 use crate::event::{Column, DataType, RuleSet};
@@ -138,6 +140,8 @@ fn check_kafka(k: &RawKafka) -> Result<KafkaConfig, ConfigError> {
         return Err(err("kafka.side_output_max_bytes", "must be at least 1024"));
     }
     let client = check_client(&k.client)?;
+    let sasl_password = kafka_password(k, &client)?;
+    let insecure_tls = check_kafka_tls(k, &client)?;
     Ok(KafkaConfig {
         bootstrap_servers: k.bootstrap_servers.trim().to_string(),
         group_id: k.group_id.trim().to_string(),
@@ -159,6 +163,8 @@ fn check_kafka(k: &RawKafka) -> Result<KafkaConfig, ConfigError> {
             duration("kafka.transaction_timeout", &k.transaction_timeout)?,
         )?,
         client,
+        sasl_password,
+        insecure_tls,
     })
 }
 
@@ -184,11 +190,19 @@ fn check_bootstrap_servers(servers: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The extra librdkafka properties, refusing those govsync sets itself, plus
-/// `sasl.password` from the environment.
+/// The extra librdkafka properties, refusing those govsync sets itself and
+/// any password.
 fn check_client(raw: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut client: Vec<(String, String)> = raw.clone().into_iter().collect();
+    let client: Vec<(String, String)> = raw.clone().into_iter().collect();
     for (name, _) in &client {
+        if name.ends_with("password") || name == "sasl.oauthbearer.client.secret" {
+            return Err(err(
+                &format!("kafka.client.{name}"),
+                "is a secret, and a secret never belongs in the config file: for sasl.password \
+                 use kafka.sasl_password_file or the environment variable named by \
+                 kafka.sasl_password_env; remove it here",
+            ));
+        }
         if [
             "enable.auto.commit",
             "group.id",
@@ -204,10 +218,67 @@ fn check_client(raw: &BTreeMap<String, String>) -> Result<Vec<(String, String)>,
             ));
         }
     }
-    if let Ok(p) = std::env::var("GOVSYNC_KAFKA_SASL_PASSWORD") {
-        client.push(("sasl.password".into(), p));
-    }
     Ok(client)
+}
+
+/// `sasl.password` from `kafka.sasl_password_file`, else the variable
+/// `kafka.sasl_password_env` names; required when `sasl.username` is set.
+fn kafka_password(
+    k: &RawKafka,
+    client: &[(String, String)],
+) -> Result<Option<Secret>, ConfigError> {
+    let password = if !k.sasl_password_file.is_empty() {
+        let p = std::fs::read_to_string(&k.sasl_password_file).map_err(|e| {
+            err(
+                "kafka.sasl_password_file",
+                format!("cannot read {}: {e}", k.sasl_password_file),
+            )
+        })?;
+        Some(Secret::new(p.trim_end_matches(['\n', '\r'])))
+    } else {
+        std::env::var(&k.sasl_password_env)
+            .ok()
+            .filter(|_| !k.sasl_password_env.is_empty())
+            .map(Secret::new)
+    };
+    let has_user = client.iter().any(|(n, _)| n == "sasl.username");
+    if has_user && password.is_none() {
+        return Err(err(
+            "kafka.sasl_password_env",
+            format!(
+                "kafka.client.sasl.username is set but there is no password: set the \
+                 environment variable {} or point kafka.sasl_password_file at a file holding it",
+                if k.sasl_password_env.is_empty() {
+                    "named by kafka.sasl_password_env"
+                } else {
+                    &k.sasl_password_env
+                }
+            ),
+        ));
+    }
+    Ok(password)
+}
+
+/// TLS verification stays on unless `kafka.allow_insecure_tls` says it may
+/// be turned off. Returns whether it is off (a startup warning).
+fn check_kafka_tls(k: &RawKafka, client: &[(String, String)]) -> Result<bool, ConfigError> {
+    let off = client.iter().find(|(n, v)| {
+        (n == "enable.ssl.certificate.verification" && v.trim().eq_ignore_ascii_case("false"))
+            || (n == "ssl.endpoint.identification.algorithm"
+                && v.trim().eq_ignore_ascii_case("none"))
+    });
+    match off {
+        Some((n, v)) if !k.allow_insecure_tls => Err(err(
+            &format!("kafka.client.{n}"),
+            format!(
+                "= \"{v}\" turns off the verification of the broker's certificate; remove it \
+                 (point ssl.ca.location at your CA instead), or set kafka.allow_insecure_tls = \
+                 true to accept that"
+            ),
+        )),
+        Some(_) => Ok(true),
+        None => Ok(false),
+    }
 }
 
 fn check_database(d: &RawDatabase) -> Result<DatabaseConfig, ConfigError> {
@@ -221,6 +292,11 @@ fn check_database(d: &RawDatabase) -> Result<DatabaseConfig, ConfigError> {
         ));
     }
     let password = database_password(d, url_password)?;
+    let (url, insecure_tls) = if kind == DbKind::Postgres {
+        postgres_tls(&url, d.allow_insecure_tls)?
+    } else {
+        (url, false)
+    };
     if d.pool_size == 0 {
         return Err(err("database.pool_size", "must be at least 1"));
     }
@@ -248,6 +324,7 @@ fn check_database(d: &RawDatabase) -> Result<DatabaseConfig, ConfigError> {
             "database.connect_timeout",
             duration("database.connect_timeout", &d.connect_timeout)?,
         )?,
+        insecure_tls,
     })
 }
 
@@ -339,23 +416,26 @@ fn check_allow_mapped(rules: &RuleSet, mapping: &TableMapping) -> Result<(), Con
 fn database_password(
     d: &RawDatabase,
     url_password: Option<String>,
-) -> Result<Option<String>, ConfigError> {
-    Ok(if !d.password_file.is_empty() {
+) -> Result<Option<Secret>, ConfigError> {
+    Ok(Some(Secret::new(if !d.password_file.is_empty() {
         let p = std::fs::read_to_string(&d.password_file).map_err(|e| {
             err(
                 "database.password_file",
                 format!("cannot read {}: {e}", d.password_file),
             )
         })?;
-        Some(p.trim_end_matches(['\n', '\r']).to_string())
+        p.trim_end_matches(['\n', '\r']).to_string()
     } else if let Some(p) = std::env::var(&d.password_env)
         .ok()
         .filter(|_| !d.password_env.is_empty())
     {
-        Some(p)
+        p
     } else {
-        url_password
-    })
+        match url_password {
+            Some(p) => p,
+            None => return Ok(None),
+        }
+    })))
 }
 
 fn check_batch(b: &RawBatch) -> Result<BatchConfig, ConfigError> {
@@ -647,5 +727,103 @@ mod tests {
         let mut r = RawConfig::default();
         r.database.url = "oracle://govsync@db:1521/FREEPDB1".into();
         assert_eq!(check(r).unwrap().database.kind, DbKind::Oracle);
+    }
+
+    #[test]
+    fn kafka_secrets_come_from_a_file_or_the_environment_only() {
+        let mut r = RawConfig::default();
+        r.kafka
+            .client
+            .insert("sasl.password".into(), "hunter2".into());
+        let e = check(r).unwrap_err();
+        assert_eq!(e.key, "kafka.client.sasl.password");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+
+        let mut r = RawConfig::default();
+        r.kafka
+            .client
+            .insert("sasl.username".into(), "govsync".into());
+        r.kafka.sasl_password_env = "GOVSYNC_TEST_NO_SUCH_PASSWORD_VARIABLE".into();
+        let e = check(r.clone()).unwrap_err();
+        assert_eq!(e.key, "kafka.sasl_password_env");
+        assert!(
+            e.message.contains("GOVSYNC_TEST_NO_SUCH_PASSWORD_VARIABLE"),
+            "{e}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sasl");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        r.kafka.sasl_password_file = file.display().to_string();
+        let c = check(r).unwrap();
+        let secret = c.kafka.sasl_password.as_ref().unwrap();
+        assert_eq!(secret.expose(), "s3cret-from-file");
+        let shown = format!("{:?} {secret}", c.kafka);
+        assert!(
+            !shown.contains("s3cret"),
+            "Debug and Display hide it: {shown}"
+        );
+        assert!(
+            crate::kafka::consumer_config(&c.kafka).get("sasl.password")
+                == Some("s3cret-from-file"),
+            "the client gets it"
+        );
+    }
+
+    #[test]
+    fn tls_verification_is_on_unless_explicitly_allowed_off() {
+        for (k, v) in [
+            ("enable.ssl.certificate.verification", "false"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+        ] {
+            let mut r = RawConfig::default();
+            r.kafka.client.insert(k.into(), v.into());
+            let e = check(r.clone()).unwrap_err();
+            assert_eq!(e.key, format!("kafka.client.{k}"));
+            assert!(e.message.contains("kafka.allow_insecure_tls"), "{e}");
+            r.kafka.allow_insecure_tls = true;
+            assert!(check(r).unwrap().kafka.insecure_tls);
+        }
+        let url = |u: &str, allow: bool| {
+            let mut r = RawConfig::default();
+            r.database.url = u.into();
+            r.database.allow_insecure_tls = allow;
+            check(r).map(|c| (c.database.url, c.database.insecure_tls))
+        };
+        assert_eq!(
+            url("postgres://govsync@db.bank.internal:5432/crm", false).unwrap(),
+            (
+                "postgres://govsync@db.bank.internal:5432/crm?sslmode=verify-full".into(),
+                false
+            )
+        );
+        assert_eq!(
+            url(
+                "postgres://govsync@db:5432/crm?application_name=x&sslmode=verify-ca",
+                false
+            )
+            .unwrap()
+            .0,
+            "postgres://govsync@db:5432/crm?application_name=x&sslmode=verify-ca"
+        );
+        let e = url("postgres://govsync@db:5432/crm?sslmode=require", false).unwrap_err();
+        assert_eq!(e.key, "database.url");
+        assert!(
+            e.message.contains("sslmode=require does not verify")
+                && e.message.contains("database.allow_insecure_tls"),
+            "{e}"
+        );
+        assert!(
+            url("postgres://govsync@db:5432/crm?sslmode=require", true)
+                .unwrap()
+                .1
+        );
+        for local in [
+            "postgres://govsync@127.0.0.1:5432/govsync",
+            "postgres://govsync@localhost/govsync?sslmode=disable",
+            "postgres://govsync@[::1]:5432/govsync",
+        ] {
+            assert_eq!(url(local, false).unwrap(), (local.to_string(), false));
+        }
     }
 }

@@ -38,6 +38,34 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A password: shown as `****` by Debug and Display, so a config printed
+/// whole (a log line, `check-config`, an error) never carries it. Read it
+/// with [`Secret::expose`] where a client needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
     Postgres,
@@ -66,7 +94,13 @@ pub struct KafkaConfig {
     pub side_output_max_bytes: usize,
     pub session_timeout: Duration,
     pub transaction_timeout: Duration,
+    /// Extra librdkafka properties (never a password).
     pub client: Vec<(String, String)>,
+    /// `sasl.password`, from `kafka.sasl_password_file` or the environment.
+    pub sasl_password: Option<Secret>,
+    /// `kafka.allow_insecure_tls` with verification turned off: a warning
+    /// at startup.
+    pub insecure_tls: bool,
 }
 
 impl KafkaConfig {
@@ -78,9 +112,13 @@ impl KafkaConfig {
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub kind: DbKind,
-    /// The URL without a password.
+    /// The URL without a password (with `sslmode=verify-full` added for a
+    /// remote PostgreSQL that named none).
     pub url: String,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// `database.allow_insecure_tls` with an unverified remote connection:
+    /// a warning at startup.
+    pub insecure_tls: bool,
     pub pool_size: u32,
     pub schema: Option<String>,
     pub target_table: String,

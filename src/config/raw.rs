@@ -66,10 +66,20 @@ pub struct RawKafka {
     /// Kafka transaction timeout.
     pub transaction_timeout: String,
     /// Extra librdkafka properties for every client (security.protocol,
-    /// sasl.*, ssl.*...). Passwords belong in the environment:
-    /// GOVSYNC_KAFKA__CLIENT__SASL.PASSWORD is not supported by every shell,
-    /// so `sasl.password` is also read from GOVSYNC_KAFKA_SASL_PASSWORD.
+    /// sasl.mechanisms, sasl.username, ssl.ca.location...). Never a
+    /// password: `sasl.password` comes from `sasl_password_file` or the
+    /// variable `sasl_password_env` names.
     pub client: BTreeMap<String, String>,
+    /// Environment variable holding the SASL password.
+    pub sasl_password_env: String,
+    /// File holding the SASL password (a mounted secret); wins over the
+    /// environment variable.
+    pub sasl_password_file: String,
+    /// Allows kafka.client to turn TLS verification off
+    /// (`enable.ssl.certificate.verification = "false"` or
+    /// `ssl.endpoint.identification.algorithm = "none"`); logged as a
+    /// warning at startup. Never in production.
+    pub allow_insecure_tls: bool,
 }
 
 impl Default for RawKafka {
@@ -88,6 +98,9 @@ impl Default for RawKafka {
             side_output_max_bytes: 1_000_000,
             session_timeout: "10s".into(),
             transaction_timeout: "60s".into(),
+            sasl_password_env: "GOVSYNC_KAFKA_SASL_PASSWORD".into(),
+            sasl_password_file: String::new(),
+            allow_insecure_tls: false,
             client: BTreeMap::new(),
         }
     }
@@ -118,6 +131,12 @@ pub struct RawDatabase {
     /// Upper bound for waiting on a row lock.
     pub lock_timeout: String,
     pub connect_timeout: String,
+    /// Allows a PostgreSQL connection to a host other than this machine
+    /// without verifying the server's certificate (`sslmode` disable,
+    /// allow, prefer or require in the URL); logged as a warning at startup.
+    /// Without it such a URL is refused, and a URL without `sslmode` gets
+    /// `verify-full` (add `sslrootcert=/path/ca.pem` for a private CA).
+    pub allow_insecure_tls: bool,
 }
 
 impl Default for RawDatabase {
@@ -133,6 +152,7 @@ impl Default for RawDatabase {
             statement_timeout: "30s".into(),
             lock_timeout: "10s".into(),
             connect_timeout: "5s".into(),
+            allow_insecure_tls: false,
         }
     }
 }

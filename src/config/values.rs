@@ -171,6 +171,60 @@ pub(super) fn host_name() -> String {
     "govsync".to_string()
 }
 
+/// The TLS policy for a PostgreSQL URL: a server on another host must be
+/// verified (`sslmode=verify-full`, or `verify-ca`); a URL without `sslmode`
+/// gets `verify-full`; `disable`, `allow`, `prefer` and `require` (which do
+/// not check the certificate) need `database.allow_insecure_tls`. This
+/// machine (127.0.0.1, ::1, localhost) is left as the URL says. Returns the
+/// URL to use and whether it is an allowed insecure one (a startup
+/// warning).
+pub(super) fn postgres_tls(url: &str, allow_insecure: bool) -> Result<(String, bool), ConfigError> {
+    let key = "database.url";
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(rest) = hostport.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        hostport.split(':').next().unwrap_or("")
+    };
+    if matches!(host, "127.0.0.1" | "::1" | "localhost" | "") {
+        return Ok((url.to_string(), false));
+    }
+    let query = url.split_once('?').map(|(_, q)| q);
+    let mode = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("sslmode="))
+            .map(str::to_string)
+    });
+    match mode.as_deref() {
+        None => {
+            let sep = if query.is_some() { '&' } else { '?' };
+            Ok((format!("{url}{sep}sslmode=verify-full"), false))
+        }
+        Some("verify-full" | "verify-ca") => Ok((url.to_string(), false)),
+        Some(m @ ("disable" | "allow" | "prefer" | "require")) if allow_insecure => {
+            let _ = m;
+            Ok((url.to_string(), true))
+        }
+        Some(m @ ("disable" | "allow" | "prefer" | "require")) => Err(err(
+            key,
+            format!(
+                "sslmode={m} does not verify the server's certificate of {host}: use \
+                 sslmode=verify-full (with sslrootcert=/path/ca.pem for a private CA), or set \
+                 database.allow_insecure_tls = true to accept that"
+            ),
+        )),
+        Some(other) => Err(err(
+            key,
+            format!(
+                "sslmode={other} is not a PostgreSQL sslmode (disable, allow, prefer, require, \
+                 verify-ca, verify-full)"
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

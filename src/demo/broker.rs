@@ -22,6 +22,8 @@ use crate::pipeline::Progress;
 pub(super) const SOURCE: &str = "governance.results";
 pub(super) const REVIEW: &str = "governance.review";
 pub(super) const DLQ: &str = "governance.results.dlq";
+/// Reviewers' decisions (`govsync demo --review`).
+pub(super) const DECISIONS: &str = "governance.review.decisions";
 const PARTITIONS: i32 = 4;
 /// Messages published but not yet consumed. The mock broker keeps only the
 /// newest 5 MiB of message sets of each partition (librdkafka's
@@ -38,7 +40,8 @@ pub(super) struct Embedded {
 }
 
 impl Embedded {
-    /// Starts the broker with the source, review and dead-letter topics.
+    /// Starts the broker with the source, review, dead-letter and decision
+    /// topics.
     pub(super) fn start() -> anyhow::Result<Self> {
         let owner: BaseProducer = rdkafka::ClientConfig::new()
             .set("test.mock.num.brokers", "1")
@@ -49,6 +52,7 @@ impl Embedded {
         mock.create_topic(SOURCE, PARTITIONS, 1)?;
         mock.create_topic(REVIEW, 1, 1)?;
         mock.create_topic(DLQ, 1, 1)?;
+        mock.create_topic(DECISIONS, 1, 1)?;
         // Like a real broker, the mock one waits
         // group.initial.rebalance.delay.ms (3 s) before it hands the first
         // member of a new group its partitions; the demo has one member, so

@@ -50,6 +50,9 @@ pub struct DemoOptions {
     pub metrics: Option<std::net::SocketAddr>,
     /// Draw a progress bar (a terminal) or print plain lines.
     pub progress_bar: bool,
+    /// `--review`: afterwards, the review console on this address with the
+    /// decision applier, on the embedded broker, until Ctrl-C.
+    pub review: Option<std::net::SocketAddr>,
 }
 
 /// What the demo did, for tests and the summary.
@@ -119,7 +122,6 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
     let seed_reviews = seed_review_reasons(&review);
     drop(checker);
     drop(producer);
-    drop(mock);
 
     let mut summary = DemoSummary {
         published: total,
@@ -143,9 +145,59 @@ pub async fn run(opts: DemoOptions, out: &mut impl Write) -> anyhow::Result<Demo
         &seed_reviews,
     )
     .await?;
+    if let Some(listen) = opts.review {
+        review_session(out, &cfg, &db, &opts, listen).await?;
+    }
     pool.close().await;
     db.close().await;
+    drop(mock);
     Ok(summary)
+}
+
+/// `--review`: the review console and the decision applier on the demo's
+/// broker and database until Ctrl-C, with a one-off reviewer `demo` whose
+/// password is printed (its argon2 hash is the reviewers file).
+async fn review_session(
+    out: &mut impl Write,
+    cfg: &Arc<Config>,
+    db: &Arc<dyn Database>,
+    opts: &DemoOptions,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    use crate::ops::console::auth;
+    let password = auth::token()[..16].to_string();
+    let hash = auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let reviewers = opts.db.with_extension("reviewers");
+    std::fs::write(&reviewers, format!("demo:{hash}\n"))
+        .with_context(|| format!("writing {}", reviewers.display()))?;
+    let mut console_cfg = (**cfg).clone();
+    console_cfg.review.reviewers_file = Some(reviewers.clone());
+    let console_cfg = Arc::new(console_cfg);
+    let open = db.review_items(Some("open")).await?.len();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "== review console: http://{listen}/  sign in as demo / {password}  ({open} open items)"
+    )?;
+    writeln!(
+        out,
+        "   decisions are applied to {} by the demo's applier; Ctrl-C stops (the reviewer file {} \
+         holds only the password's hash)",
+        opts.db.display(),
+        reviewers.display()
+    )?;
+    out.flush()?;
+    let stop = CancellationToken::new();
+    let applier = tokio::spawn(crate::review::applier::run(
+        cfg.clone(),
+        db.clone(),
+        stop.clone(),
+    ));
+    let served = crate::ops::console::serve(console_cfg, listen).await;
+    stop.cancel();
+    applier.await??;
+    let _ = std::fs::remove_file(&reviewers);
+    served
 }
 
 /// Removes the previous run's database and its WAL files.

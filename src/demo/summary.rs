@@ -319,6 +319,18 @@ fn print_next_steps(
             "  metrics:         http://{m}/metrics (while govsync runs)"
         )?;
     }
+    writeln!(
+        out,
+        "  review items:    govsync review list --config {} --status open",
+        cfg_path.display()
+    )?;
+    if opts.review.is_none() {
+        writeln!(
+            out,
+            "  decide them:     govsync demo --review (the same run, then the review console \
+             in your browser until Ctrl-C)"
+        )?;
+    }
     Ok(())
 }
 

@@ -7,10 +7,12 @@
 //! - `validate`, the processor's verdict per event: [`validate`].
 //! - `check-config`: [`check`].
 //! - `dlq inspect` and `dlq replay`: [`dlq`].
-//! - `review list` and `review show`: [`review`].
+//! - `review list`, `review show`, `review decide`, `review hash-password`:
+//!   [`review`]; `review serve`, the web console: [`console`].
 
 pub mod admin;
 pub mod check;
+pub mod console;
 pub mod dlq;
 pub mod review;
 pub mod serve;

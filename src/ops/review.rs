@@ -1,14 +1,18 @@
-//! `govsync review list` and `govsync review show`: the review items
-//! (`govsync_review_item`) from the database, for a person at a terminal.
-//! The list masks personal data (ID and phone numbers, addresses) in the
-//! proposals; `show` prints one item's proposal in full, as a reviewer
-//! needs it.
+//! `govsync review list`, `show`, `decide` and `hash-password`: the review
+//! items (`govsync_review_item`) from the database, for a person at a
+//! terminal. The list masks personal data (ID and phone numbers, addresses)
+//! in the proposals; `show` prints one item's proposal in full, as a
+//! reviewer needs it; `decide` publishes a decision as the console does
+//! ([`super::console::decide`]).
 
 use std::io::Write;
 
 use serde_json::Value;
 
+use super::console::decide::{self, Publisher, Request};
+use super::console::{auth, store};
 use crate::config::Config;
+use crate::review::Verdict;
 use crate::sink::{self, StoredReviewItem};
 use crate::telemetry::mask;
 
@@ -28,15 +32,25 @@ pub async fn list(
     Ok(())
 }
 
-/// `govsync review show EVENT_ID`: one item with its proposal in full.
-/// Returns false when there is no such item.
-pub async fn show(cfg: &Config, event_id: &str, out: &mut impl Write) -> anyhow::Result<bool> {
+/// `govsync review show EVENT_ID`: one item with its proposal in full
+/// (one JSON object with `json`). Returns false when there is no such item.
+pub async fn show(
+    cfg: &Config,
+    event_id: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
     let db = sink::connect(&cfg.database).await?;
-    let items = db.review_items(None).await?;
+    let found = db.review_item(event_id).await;
     db.close().await;
-    match items.iter().find(|i| i.event_id == event_id) {
+    match found? {
+        Some(i) if json => {
+            let item = store::Item::from(i);
+            writeln!(out, "{}", item_json(&item))?;
+            Ok(true)
+        }
         Some(i) => {
-            print_item(i, out)?;
+            print_item(&i, out)?;
             Ok(true)
         }
         None => {
@@ -44,6 +58,104 @@ pub async fn show(cfg: &Config, event_id: &str, out: &mut impl Write) -> anyhow:
             Ok(false)
         }
     }
+}
+
+/// An item as one JSON object, personal data in full (like `show`).
+pub fn item_json(i: &store::Item) -> Value {
+    serde_json::json!({
+        "event_id": i.event_id,
+        "customer_id": i.customer_id,
+        "data_type": i.data_type,
+        "region_code": i.region_code,
+        "reason": i.reason,
+        "priority": i.priority,
+        "status": i.status,
+        "superseded_by": i.superseded_by,
+        "row_version": i.row_version,
+        "proposed": i.proposed,
+        "current_row": i.current,
+        "details": i.details,
+        "governed_at": i.governed_at,
+        "created_at": i.created_at,
+        "decided_by": i.decided_by,
+        "decided_at": i.decided_at,
+        "decision": i.decision,
+        "comment": i.comment,
+    })
+}
+
+/// What `govsync review decide` was asked.
+pub struct DecideArgs<'a> {
+    pub event_id: &'a str,
+    pub verdict: &'a str,
+    pub reviewer: &'a str,
+    pub comment: Option<String>,
+    /// `field=value`.
+    pub set: &'a [String],
+}
+
+/// `govsync review decide`: checks the decision as the console does and
+/// publishes it; prints the decision id, or why it was refused (then
+/// returns false and publishes nothing).
+pub async fn decide(cfg: &Config, a: DecideArgs<'_>, out: &mut impl Write) -> anyhow::Result<bool> {
+    let verdict = Verdict::parse(a.verdict).ok_or_else(|| {
+        anyhow::anyhow!(
+            "`{}` is not a verdict: use approve, reject or correct",
+            a.verdict
+        )
+    })?;
+    if !auth::valid_name(a.reviewer) {
+        anyhow::bail!(
+            "--reviewer `{}` is not a reviewer name (no spaces, `:` or `<>&\"'`)",
+            a.reviewer
+        );
+    }
+    if verdict != Verdict::Correct && !a.set.is_empty() {
+        anyhow::bail!("--set belongs to correct decisions only");
+    }
+    let set = a
+        .set
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--set `{kv}`: expected field=value"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let db = sink::connect(&cfg.database).await?;
+    let item = store::item(db.as_ref(), a.event_id).await;
+    db.close().await;
+    let Some(item) = item? else {
+        writeln!(out, "no review item for event {}", a.event_id)?;
+        return Ok(false);
+    };
+    let req = Request {
+        verdict,
+        set: &set,
+        reviewer: a.reviewer,
+        comment: a.comment,
+    };
+    let d = match decide::build(&item, req, &cfg.rules, chrono::Utc::now().date_naive()) {
+        Ok(d) => d,
+        Err(reason) => {
+            writeln!(out, "refused, nothing published: {reason}")?;
+            return Ok(false);
+        }
+    };
+    let publisher = Publisher::new(&cfg.kafka)?;
+    publisher.publish(&d, &item.customer_id).await?;
+    writeln!(out, "{}", d.decision_id)?;
+    Ok(true)
+}
+
+/// `govsync review hash-password`: the PHC string of `password`.
+pub fn hash_password(password: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    if password.is_empty() {
+        anyhow::bail!("the password is empty (type it on standard input)");
+    }
+    let hash = auth::hash_password(password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    writeln!(out, "{hash}")?;
+    Ok(())
 }
 
 /// A proposal with its personal data masked (the list's view).

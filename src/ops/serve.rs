@@ -67,6 +67,7 @@ pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         topic = %cfg.kafka.source_topic, group = %cfg.kafka.group_id, database = db.kind(),
         delivery = ?cfg.kafka.delivery, "govsync starting"
     );
+    warn_insecure_tls(&cfg);
     let applier = cfg.review.apply_decisions.then(|| {
         let (cfg, db, stop) = (cfg.clone(), db.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -88,4 +89,22 @@ pub async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("govsync stopped");
     Ok(())
+}
+
+/// The TLS verification an operator turned off, said once at startup.
+pub fn warn_insecure_tls(cfg: &Config) {
+    if cfg.kafka.insecure_tls {
+        tracing::warn!(
+            "kafka.allow_insecure_tls: the broker's certificate or host name is NOT verified \
+             (kafka.client turns it off); anyone between govsync and the broker can read and \
+             change the data"
+        );
+    }
+    if cfg.database.insecure_tls {
+        tracing::warn!(
+            "database.allow_insecure_tls: the database server's certificate is NOT verified \
+             (sslmode in database.url); anyone between govsync and the database can read and \
+             change the data"
+        );
+    }
 }

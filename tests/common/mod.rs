@@ -10,4 +10,7 @@
 
 pub mod cust_base;
 pub mod harness;
+pub mod http;
+pub mod review;
+pub mod webdriver;
 pub mod workload;

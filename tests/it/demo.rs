@@ -202,3 +202,127 @@ fn review_reasons_printed_and_nothing_unmasked(text: &str) {
         assert!(!text.contains(secret), "{secret} printed unmasked");
     }
 }
+
+/// `govsync demo --review`: after the run the console and the decision
+/// applier stay up on the embedded broker; a reviewer signs in with the
+/// printed password, approves an open item, and the demo's database shows
+/// it approved with the reviewer's write in the change log; SIGTERM stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_keeps_the_review_console_up_and_applies_a_decision() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+
+    use crate::common::http::{Browser, csrf_of, free_addr};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let addr = free_addr();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_govsync"))
+        .args(["demo", "--events", "1500", "--metrics", "", "--review"])
+        .arg("--review-listen")
+        .arg(addr.to_string())
+        .arg("--db")
+        .arg(&db)
+        .env_remove("GOVSYNC_TEST_KAFKA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The console line names the reviewer's password.
+    // (Read to the end: a closed pipe would fail the demo's next line.)
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("sign in as demo / ").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let password = tokio::time::timeout(Duration::from_secs(180), rx)
+        .await
+        .expect("the console line within 3 minutes")
+        .expect("the demo printed a review console line");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let (event_id,): (String,) = sqlx::query_as(
+        "SELECT event_id FROM govsync_review_item WHERE status = 'open' AND reason = 'conflict' \
+         ORDER BY event_id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    // The line comes just before the console binds its address.
+    let up = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < up, "the console listens");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut b = Browser::new(addr);
+    let page = b.get("/signin").await;
+    let csrf = csrf_of(&page.body);
+    let r = b
+        .post(
+            "/signin",
+            &[("csrf", &csrf), ("name", "demo"), ("password", &password)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "sign-in: {}", r.body);
+    let page = b.get(&format!("/item/{event_id}")).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let r = b
+        .post(
+            &format!("/item/{event_id}/decide"),
+            &[("csrf", &csrf), ("verdict", "approve")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, by): (String, Option<String>) = sqlx::query_as(
+            "SELECT status, decided_by FROM govsync_review_item WHERE event_id = ?1",
+        )
+        .bind(&event_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if status == "approved" {
+            assert_eq!(by.as_deref(), Some("demo"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the decision was applied within 60 s (status {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM govsync_change_log WHERE source = 'reviewer:demo'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(logged, 1, "the reviewer's write is in the change log");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM stops the demo cleanly: {status:?}"
+    );
+    assert!(
+        !db.with_extension("reviewers").exists(),
+        "the one-off reviewers file is removed"
+    );
+}

@@ -171,7 +171,7 @@ impl OracleDatabase {
         let (pool_size, wait) = (cfg.pool_size, cfg.connect_timeout);
         let pool = blocking
             .run(move || {
-                let pool = PoolBuilder::new(user, password, target)
+                let pool = PoolBuilder::new(user, password.expose(), target)
                     .min_connections(0)
                     .max_connections(pool_size)
                     .connection_increment(1)

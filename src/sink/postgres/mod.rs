@@ -245,7 +245,7 @@ impl PgDatabase {
             opts = opts.options([("search_path", schema.clone())]);
         }
         if let Some(pw) = &cfg.password {
-            opts = opts.password(pw);
+            opts = opts.password(pw.expose());
         }
         let port = opts.get_port();
         let pool = PgPoolOptions::new()
