@@ -158,7 +158,10 @@ fn govsync_acls(env: &Env) -> Vec<String> {
         out.push(format!("{u},ALLOW,DESCRIBE,TOPIC,LITERAL,{t}"));
     }
     out.push(format!("{u},ALLOW,READ,GROUP,LITERAL,{}", k.group_id));
-    out.push(format!("{u},ALLOW,READ,GROUP,LITERAL,{}.decisions", k.group_id));
+    out.push(format!(
+        "{u},ALLOW,READ,GROUP,LITERAL,{}.decisions",
+        k.group_id
+    ));
     for t in [&k.review_topic, &k.dlq_topic] {
         out.push(format!("{u},ALLOW,WRITE,TOPIC,LITERAL,{t}"));
         out.push(format!("{u},ALLOW,DESCRIBE,TOPIC,LITERAL,{t}"));
@@ -171,7 +174,9 @@ fn govsync_acls(env: &Env) -> Vec<String> {
         "{u},ALLOW,DESCRIBE,TRANSACTIONAL_ID,PREFIXED,{}-",
         k.group_id
     ));
-    out.push(format!("{u},ALLOW,IDEMPOTENT_WRITE,CLUSTER,LITERAL,kafka-cluster"));
+    out.push(format!(
+        "{u},ALLOW,IDEMPOTENT_WRITE,CLUSTER,LITERAL,kafka-cluster"
+    ));
     out
 }
 
@@ -192,7 +197,10 @@ fn grant(env: &Env) {
         .args(["-v", &format!("app_role={APP_ROLE}")])
         .args(["-v", &format!("schema={}", env.schema)])
         .args(["-v", &format!("target_schema={}", env.schema)])
-        .args(["-v", &format!("target_table={}.customer_profile", env.schema)])
+        .args([
+            "-v",
+            &format!("target_table={}.customer_profile", env.schema),
+        ])
         .args(["-v", &format!("select_columns={SELECT_COLUMNS}")])
         .args(["-v", &format!("update_columns={UPDATE_COLUMNS}")])
         .arg("-f")
@@ -267,7 +275,10 @@ async fn assert_nothing_got_through(env: &Env) {
         .await;
     assert_eq!(marks, 0, "no batch committed while stalled");
     let dlq = env.read_topic(&env.raw.kafka.dlq_topic);
-    assert!(dlq.is_empty(), "nothing dead-lettered while stalled: {dlq:?}");
+    assert!(
+        dlq.is_empty(),
+        "nothing dead-lettered while stalled: {dlq:?}"
+    );
 }
 
 /// Starts govsync, waits for it to apply all `total` records, stops it.
@@ -297,8 +308,18 @@ async fn runs_exactly_once_over_sasl_ssl_and_tls_with_only_its_acls_and_grants()
     let w = workload(161);
     let env = secured_env("sec_e2e", &w).await;
     let offsets = env.publish_raw(&w.raw(0..w.msgs.len())).await;
-    let raw = sec.raw(&env, &sec.ca);
-    let vars = sec.env(&sec.kafka_password);
+    // Both passwords from files here (the other tests: from the environment).
+    let mut raw = sec.raw(&env, &sec.ca);
+    let secrets = state_dir().join("secrets");
+    raw.kafka.sasl_password_file = secrets
+        .join("kafka-govsync.password")
+        .to_string_lossy()
+        .into();
+    raw.database.password_file = secrets
+        .join(format!("pg-{APP_ROLE}.password"))
+        .to_string_lossy()
+        .into();
+    let vars = [];
 
     let checked = check_config(&env, &raw, &vars);
     assert!(checked.contains("all checks passed"), "{checked}");
@@ -381,7 +402,19 @@ async fn no_write_acl_on_the_review_topic_stalls_until_it_is_granted() {
 
     let log = env.log_path("acl");
     let child = env.spawn_binary(&raw, &vars, &log);
-    wait_for_log(&log, "Topic authorization failed", Duration::from_secs(60)).await;
+    // The outage's first line is the transaction's error, which names the
+    // refused topic's authorization.
+    wait_for_log(&log, "Kafka is failing (", Duration::from_secs(60)).await;
+    let text = log_text(&log);
+    let first = text
+        .lines()
+        .find(|l| l.contains("Kafka is failing ("))
+        .unwrap();
+    assert!(
+        first.contains("Kafka is failing (transaction:")
+            && first.contains("Topic authorization failed"),
+        "the failure names the missing permission: {first}"
+    );
     eprintln!("log while the ACL is missing:\n{}", log_text(&log));
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The database side may have committed (its outbox keeps the side
@@ -448,7 +481,13 @@ async fn a_revoked_column_grant_stalls_until_it_is_granted_again() {
 
     let log = env.log_path("grant");
     let child = env.spawn_binary(&raw, &vars, &log);
-    wait_for_log(&log, "permission denied", Duration::from_secs(60)).await;
+    wait_for_log(
+        &log,
+        "permission denied for table customer_profile (SQLSTATE 42501): govsync's database \
+         role lacks a privilege",
+        Duration::from_secs(60),
+    )
+    .await;
     eprintln!("log while the grant is missing:\n{}", log_text(&log));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_nothing_got_through(&env).await;
