@@ -22,6 +22,7 @@ mod it {
     mod review_cli;
     mod routing;
     mod scale_out;
+    mod security;
     mod sink;
     mod skeleton;
     mod upgrade;

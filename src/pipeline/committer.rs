@@ -396,7 +396,17 @@ impl ProducerContext for SideContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
             self.failed.fetch_add(1, Ordering::SeqCst);
-            outage::KAFKA.failed("delivery", e);
+            // Messages purged by an aborted transaction are its consequence,
+            // not its cause: the transaction's own error (e.g. "Topic
+            // authorization failed" for a missing WRITE ACL) is reported by
+            // the commit, and must be the line the operator reads.
+            let purged = matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+            );
+            if !purged {
+                outage::KAFKA.failed("delivery", e);
+            }
         }
     }
 }

@@ -141,11 +141,17 @@ impl Partition {
     }
 
     /// A batch starts: its Kafka outcome becomes the one the next batch
-    /// waits for; returns the previous one and the sender of its own.
+    /// waits for; returns the previous one and the sender of its own. A
+    /// recovery batch (side outputs to republish) gets none: it starts only
+    /// once the Kafka stage is empty, so the previous outcome is settled, and
+    /// its failure is what this batch repairs. (Waiting on it made every
+    /// recovery batch fail in turn, for ever, after a failed Kafka commit:
+    /// tests/it/security.rs, no WRITE ACL on the review topic.)
     pub fn start(&mut self, f: InFlight) -> (Option<KafkaOutcome>, oneshot::Sender<bool>) {
         let (tx, rx) = oneshot::channel();
         self.db = Some(f);
-        (self.kafka.last.replace(rx.shared()), tx)
+        let previous = self.kafka.last.replace(rx.shared());
+        (previous.filter(|_| !self.kafka.needs_recovery), tx)
     }
 
     /// Says in the metrics whether the partition is being read.

@@ -90,6 +90,10 @@ pub fn classify_sqlstate(code: &str, constraint: Option<&str>, message: &str) ->
         ("42P01", _) => SinkError::Fatal(format!(
             "{message} (SQLSTATE {code}): run `govsync migrate`"
         )),
+        // PostgreSQL names the table, not the column or the privilege.
+        ("42501", _) => SinkError::Fatal(format!(
+            "{message} (SQLSTATE {code}): govsync's database role lacks a privilege; it needs              SELECT of every column of database.mapping, UPDATE of every column it writes and              all privileges on its govsync_* tables (migrations/postgres/grants.sql)"
+        )),
         _ => SinkError::Fatal(format!("{message} (SQLSTATE {code})")),
     }
 }
