@@ -35,28 +35,93 @@ pub async fn run(path: Option<&Path>, out: &mut impl Write) -> anyhow::Result<bo
     Ok(ok)
 }
 
+/// Keeps librdkafka's last client error (its error callback: a failed SASL
+/// authentication, a certificate that does not verify), which the metadata
+/// request itself reports only as a transport failure.
+#[derive(Default)]
+struct LastError(std::sync::Mutex<Option<String>>);
+
+impl rdkafka::ClientContext for LastError {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        tracing::debug!(target: "librdkafka", ?level, fac, "{message}");
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) {
+            self.keep(message);
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.keep(&format!("{error}: {reason}"));
+    }
+}
+
+impl LastError {
+    /// The first telling cause ("SASL authentication error", "certificate
+    /// verify failed"); "brokers are down" only when nothing else came.
+    fn keep(&self, cause: &str) {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let telling = !cause.contains("brokers are down");
+        let have_telling = last
+            .as_ref()
+            .is_some_and(|l| !l.contains("brokers are down"));
+        if last.is_none() || (telling && !have_telling) {
+            *last = Some(cause.to_string());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
+
+/// What a failed connection most likely means, from librdkafka's error.
+fn kafka_hint(cause: &str) -> &'static str {
+    let c = cause.to_ascii_lowercase();
+    if c.contains("certificate") || c.contains("ssl routines") || c.contains("ssl_handshake") {
+        "the TLS handshake failed: check kafka.client's ssl.ca.location (the CA that signed the \
+         broker's certificate) and that the host name matches the certificate"
+    } else if c.contains("sasl authentication") || c.contains("invalid credentials") {
+        "the broker refused the credentials: check kafka.client's sasl.username and the password \
+         (kafka.sasl_password_file or the variable named by kafka.sasl_password_env)"
+    } else {
+        "check kafka.bootstrap_servers and that the broker runs"
+    }
+}
+
 /// Kafka: metadata of the three topics. Returns whether all is well.
 async fn kafka(k: &KafkaConfig, out: &mut impl Write) -> std::io::Result<bool> {
     let mut ok = true;
-    let client: Result<BaseConsumer, _> = crate::kafka::tool_config(k)
+    let context = LastError::default();
+    let client: Result<BaseConsumer<LastError>, _> = crate::kafka::tool_config(k)
         .set("socket.timeout.ms", "5000")
-        .create();
+        .create_with_context(context);
     let kafka_result = match client {
         Err(e) => Err(format!("cannot create a client: {e} (check kafka.client)")),
-        Ok(c) => {
-            tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(8)))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        }
+        Ok(c) => tokio::task::spawn_blocking(move || {
+            c.fetch_metadata(None, Duration::from_secs(8)).map_err(|e| {
+                // The client's error events arrive through its queue.
+                for _ in 0..5 {
+                    let _ = c.poll(Duration::from_millis(100));
+                }
+                match c.context().0.lock().ok().and_then(|l| l.clone()) {
+                    Some(cause) => format!("{e}; first: {cause}"),
+                    None => e.to_string(),
+                }
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r),
     };
     match kafka_result {
         Err(e) => {
             ok = false;
             writeln!(
                 out,
-                "kafka: cannot reach {} ({e}); check kafka.bootstrap_servers and that the broker runs",
-                k.bootstrap_servers
+                "kafka: cannot reach {} ({e}); {}",
+                k.bootstrap_servers,
+                kafka_hint(&e)
             )?;
         }
         Ok(md) => {

@@ -40,6 +40,8 @@ pub struct ScaleReport {
     pub changes: Vec<GroupChange>,
     /// (partition, offset) of every published message.
     pub offsets: Vec<(i32, i64)>,
+    /// SIGTERM to exit, of every stop.
+    pub stops: Vec<Duration>,
 }
 
 impl ScaleReport {
@@ -59,6 +61,13 @@ impl ScaleReport {
                 "  {:<18} longest pause between committed batches: {:.2} s",
                 c.name,
                 c.longest_pause.as_secs_f64()
+            );
+        }
+        if let Some(max) = self.stops.iter().max() {
+            println!(
+                "  SIGTERM to exit: longest {:.2} s of {} stops",
+                max.as_secs_f64(),
+                self.stops.len()
             );
         }
     }
@@ -186,13 +195,13 @@ pub async fn scale_1_3_1(env: &Env, w: &Workload, raw: &RawConfig) -> ScaleRepor
             }
             3 => {
                 for one in inst.iter_mut() {
-                    one.stop().await;
+                    report.stops.push(one.stop().await);
                     one.start(env).await;
                 }
             }
             4 => {
-                inst[1].stop().await;
-                inst[2].stop().await;
+                report.stops.push(inst[1].stop().await);
+                report.stops.push(inst[2].stop().await);
             }
             _ => {}
         }
@@ -210,6 +219,6 @@ pub async fn scale_1_3_1(env: &Env, w: &Workload, raw: &RawConfig) -> ScaleRepor
             });
         }
     }
-    inst[0].stop().await;
+    report.stops.push(inst[0].stop().await);
     report
 }

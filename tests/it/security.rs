@@ -372,6 +372,10 @@ async fn a_wrong_kafka_password_stalls_until_the_right_one_is_given() {
     let checked = check_config(&env, &raw, &wrong);
     assert!(!checked.contains("all checks passed"), "{checked}");
     eprintln!("check-config with a wrong password:\n{checked}");
+    assert!(
+        checked.contains("the broker refused the credentials"),
+        "check-config names the failed check: {checked}"
+    );
     assert_no_secret("check-config", &checked, &sec.secrets());
 
     let log = env.log_path("pw");
@@ -449,6 +453,10 @@ async fn an_untrusted_broker_certificate_stalls_until_the_right_ca_is_given() {
     let checked = check_config(&env, &untrusted, &vars);
     assert!(!checked.contains("all checks passed"), "{checked}");
     eprintln!("check-config with an untrusted CA:\n{checked}");
+    assert!(
+        checked.contains("the TLS handshake failed") && checked.contains("ssl.ca.location"),
+        "check-config names the failed check: {checked}"
+    );
     assert_no_secret("check-config", &checked, &sec.secrets());
 
     let log = env.log_path("ca");
