@@ -37,20 +37,9 @@ pub struct Item {
     pub comment: Option<String>,
 }
 
-/// A decision on an item as the applier recorded it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecisionRecord {
-    pub decision_id: String,
-    pub reviewer: String,
-    pub decision: String,
-    /// `applied` or `refused`.
-    pub outcome: String,
-    /// Why it was refused.
-    pub reason: Option<String>,
-    pub comment: Option<String>,
-    pub decided_at: Option<DateTime<Utc>>,
-    pub applied_at: Option<DateTime<Utc>>,
-}
+/// A decision on an item as the applier recorded it, applied or refused
+/// (the sink's own type: nothing to adapt).
+pub type DecisionRecord = StoredDecision;
 
 fn object(text: &str) -> Map<String, Value> {
     match serde_json::from_str(text) {
@@ -100,21 +89,6 @@ impl From<StoredReviewItem> for Item {
     }
 }
 
-impl From<StoredDecision> for DecisionRecord {
-    fn from(d: StoredDecision) -> DecisionRecord {
-        DecisionRecord {
-            decision_id: d.decision_id,
-            reviewer: d.reviewer,
-            decision: d.decision,
-            outcome: d.outcome,
-            reason: d.reason,
-            comment: d.comment,
-            decided_at: d.decided_at,
-            applied_at: d.applied_at,
-        }
-    }
-}
-
 /// Items of `status` (all when `None`), oldest first.
 pub async fn items(db: &dyn Database, status: Option<&str>) -> SinkResult<Vec<Item>> {
     Ok(db
@@ -133,12 +107,7 @@ pub async fn item(db: &dyn Database, event_id: &str) -> SinkResult<Option<Item>>
 /// The decisions the applier recorded for an item, applied and refused,
 /// in the order applied.
 pub async fn decisions(db: &dyn Database, event_id: &str) -> SinkResult<Vec<DecisionRecord>> {
-    Ok(db
-        .review_decisions(event_id)
-        .await?
-        .into_iter()
-        .map(DecisionRecord::from)
-        .collect())
+    db.review_decisions(event_id).await
 }
 
 #[cfg(test)]
