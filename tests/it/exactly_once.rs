@@ -199,10 +199,20 @@ async fn two_processes_one_killed_and_restarted_while_events_flow() {
     pb.signal(libc::SIGTERM);
     assert!(pa.wait(Duration::from_secs(60)).await.success());
     assert!(pb.wait(Duration::from_secs(60)).await.success());
-    let text_b = std::fs::read_to_string(&log_b).unwrap();
+    // The kill and the restart moved partitions: more assignments than the
+    // four of the start. (With cooperative rebalancing only the partitions
+    // that move are assigned again, and the restarted A may take its own
+    // back without B ever holding them, so count both logs.)
+    let assigned = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .matches("partition assigned")
+            .count()
+    };
+    let (a_lines, b_lines) = (assigned(&log_a), assigned(&log_b));
     assert!(
-        text_b.matches("partition assigned").count() > 2,
-        "B was reassigned partitions during the run"
+        a_lines + b_lines > 4 && a_lines > 0 && b_lines > 0,
+        "partitions moved during the run: {a_lines} assignments in A's log, {b_lines} in B's"
     );
     assert_exactly_once(&env, &w, &offsets).await;
     assert!(
