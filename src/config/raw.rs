@@ -70,10 +70,12 @@ pub struct RawKafka {
     /// password: `sasl.password` comes from `sasl_password_file` or the
     /// variable `sasl_password_env` names.
     pub client: BTreeMap<String, String>,
-    /// How the group spreads partitions among instances: `cooperative`
-    /// (incremental rebalancing, cooperative-sticky: only the partitions
-    /// that move pause) or `eager` (every rebalance revokes every
-    /// partition). All instances of a group must use the same.
+    /// How the group spreads partitions among instances: `eager` (every
+    /// rebalance revokes every partition) or `cooperative` (incremental
+    /// rebalancing, cooperative-sticky: only the partitions that move
+    /// pause; shorter pauses when scaling in, but see the README: a broker
+    /// restart left an instance without partitions for minutes in 2 of 6
+    /// runs). All instances of a group must use the same.
     pub assignment: String,
     /// Environment variable holding the SASL password.
     pub sasl_password_env: String,
@@ -103,7 +105,7 @@ impl Default for RawKafka {
             side_output_max_bytes: 1_000_000,
             session_timeout: "10s".into(),
             transaction_timeout: "60s".into(),
-            assignment: "cooperative".into(),
+            assignment: "eager".into(),
             sasl_password_env: "GOVSYNC_KAFKA_SASL_PASSWORD".into(),
             sasl_password_file: String::new(),
             allow_insecure_tls: false,

@@ -249,7 +249,7 @@ impl Worker {
                 .group_metadata()
                 .ok_or(KafkaError::Rebalance(RDKafkaErrorCode::UnknownMemberId))?;
             p.send_offsets_to_transaction(offsets, &cgm, TXN_TIMEOUT)?;
-            p.commit_transaction(TXN_TIMEOUT)
+            commit_resuming(p)
         })();
         match body {
             Ok(()) => {
@@ -344,6 +344,27 @@ enum TxnError {
     Retry(String),
     #[error("{0}")]
     Fatal(String),
+}
+
+/// Commits the open transaction. A commit that timed out or hit a
+/// retriable error (a broker restarting) is resumed by calling it again,
+/// as librdkafka asks: aborting then conflicts with the commit still in
+/// progress ("Conflicting commit_transaction API call is already in
+/// progress", seen after a broker restart), which forced a producer reset.
+fn commit_resuming(p: &ThreadedProducer<SideContext>) -> Result<(), KafkaError> {
+    let mut resumed = 0;
+    loop {
+        match p.commit_transaction(TXN_TIMEOUT) {
+            Err(KafkaError::Transaction(t))
+                if t.is_retriable() && !t.txn_requires_abort() && resumed < 4 =>
+            {
+                resumed += 1;
+                outage::KAFKA.failed("transaction", &t);
+                tracing::debug!(error = %t, resumed, "commit_transaction resumed");
+            }
+            other => return other,
+        }
+    }
 }
 
 impl TxnError {

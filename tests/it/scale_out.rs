@@ -20,7 +20,7 @@ async fn three_instances_scaled_1_3_1_and_restarted_in_turn_apply_everything_onc
     raw.kafka.static_membership = true;
     raw.batch.max_wait = "50ms".into();
     let report = scale_1_3_1(&env, &w, &raw).await;
-    report.print("scale-out (cooperative rebalancing, static membership)");
+    report.print("scale-out (eager rebalancing, the default; static membership)");
     assert_eq!(report.phases.len(), 5);
     assert_exactly_once(&env, &w, &report.offsets).await;
 }
