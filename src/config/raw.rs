@@ -74,7 +74,7 @@ pub struct RawKafka {
     /// rebalance revokes every partition) or `cooperative` (incremental
     /// rebalancing, cooperative-sticky: only the partitions that move
     /// pause; shorter pauses when scaling in, but see the README: a broker
-    /// restart left an instance without partitions for minutes in 2 of 6
+    /// restart left an instance without partitions for minutes in 2 of 15
     /// runs). All instances of a group must use the same.
     pub assignment: String,
     /// Environment variable holding the SASL password.
