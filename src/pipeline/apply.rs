@@ -250,24 +250,26 @@ async fn apply_with_retries(
     cancel: &CancellationToken,
 ) -> Option<BatchReport> {
     let p = batch.key.partition;
-    let mut stalled = false;
-    // Stalled by a database outage (connection, timeout): its lines are the
-    // outage's.
-    let mut stalled_by_outage = false;
+    // `Some(by_outage)` while the partition is stalled; stalled by a
+    // database outage (connection, timeout), its lines are the outage's.
+    let mut stalled: Option<bool> = None;
     let set_stalled = |stalled: bool| {
         let _ = ctx.completions.send(Completion::Stalled {
             partition: p,
             stalled,
         });
     };
+    let unstall = |by_outage: bool| {
+        set_stalled(false);
+        if by_outage {
+            outage::DATABASE.stall(false);
+        }
+    };
     loop {
         let started = Instant::now();
         let Some(attempt) = attempt(ctx, batch, cancel).await else {
-            if stalled {
-                set_stalled(false);
-                if stalled_by_outage {
-                    outage::DATABASE.stall(false);
-                }
+            if let Some(by_outage) = stalled {
+                unstall(by_outage);
             }
             tracing::info!(
                 partition = p,
@@ -280,14 +282,16 @@ async fn apply_with_retries(
                 metrics::commit_latency(started.elapsed().as_secs_f64());
                 metrics::batch("committed");
                 outage::DATABASE.recovered();
-                if stalled {
-                    set_stalled(false);
-                    if stalled_by_outage {
-                        outage::DATABASE.stall(false);
+                match stalled {
+                    Some(true) => {
+                        unstall(true);
                         tracing::debug!(partition = p, "partition recovered");
-                    } else {
+                    }
+                    Some(false) => {
+                        unstall(false);
                         tracing::info!(partition = p, "partition recovered");
                     }
+                    None => {}
                 }
                 return Some(report);
             }
@@ -312,9 +316,8 @@ async fn apply_with_retries(
                 tracing::warn!(partition = p, class = e.class(), attempt = batch.attempt, retry_in = ?d, error = %msg, "batch failed; retrying");
             }
             Step::Stalled(d) => {
-                if !stalled {
-                    stalled = true;
-                    stalled_by_outage = unreachable;
+                if stalled.is_none() {
+                    stalled = Some(unreachable);
                     set_stalled(true);
                     if unreachable {
                         outage::DATABASE.stall(true);
@@ -333,11 +336,8 @@ async fn apply_with_retries(
         tokio::select! {
             _ = tokio::time::sleep(step.delay()) => {}
             _ = cancel.cancelled() => {
-                if stalled {
-                    set_stalled(false);
-                    if stalled_by_outage {
-                        outage::DATABASE.stall(false);
-                    }
+                if let Some(by_outage) = stalled {
+                    unstall(by_outage);
                 }
                 tracing::info!(partition = p, "in-flight batch abandoned (partition revoked or shutting down); it will be re-read");
                 return None;

@@ -269,7 +269,7 @@ pub async fn apply(
     customers.dedup();
     let snap = tx.read_snapshot(&customers, &[]).await?;
     let map = tx.table_map();
-    let mut rows: HashMap<String, Row> = snap.rows.clone().into_iter().collect();
+    let mut rows: HashMap<String, Row> = snap.rows.into_iter().collect();
     let today = Utc::now().with_timezone(&rules.local_offset).date_naive();
 
     let mut log: Vec<LogEntry> = Vec::new();

@@ -27,6 +27,7 @@ pub mod protocol;
 pub mod rollback;
 pub mod sqlite;
 pub mod sqlx_common;
+pub mod sqlx_review;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

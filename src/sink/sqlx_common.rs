@@ -19,11 +19,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Executor, IntoArguments, Pool, Transaction};
 
 use super::plan::RowWrite;
+use super::sqlx_review::{ReviewSql, stored_item};
 use super::table::{Catalog, TableMap};
 use super::{
     BatchFilter, Database, DecisionRecord, EventKey, LedgerEntry, LockedItem, LogEntry,
-    LoggedChange, OpenReviews, PartitionKey, REVIEW_ITEM_COLUMNS, ReviewItem, RowState, SinkError,
-    SinkResult, Snapshot, Stored, StoredDecision, StoredReviewItem, Supersede, Tx, Writes,
+    LoggedChange, OpenReviews, PartitionKey, ReviewItem, RowState, SinkError, SinkResult, Snapshot,
+    Stored, StoredDecision, StoredReviewItem, Supersede, Tx, Writes,
 };
 use crate::config::{DatabaseConfig, TableMapping};
 use crate::event::Row;
@@ -183,30 +184,15 @@ pub struct SharedSql {
     batch_status_set: String,
     batch_log_read: String,
     batches: String,
-    review_items: String,
-    review_item: String,
     open_reviews: String,
-    item_lock: String,
-    decision_known: String,
-    decision_insert: String,
-    item_close: String,
-    log_source: String,
-    decisions_read: String,
-    review_prune: String,
-    decisions_prune: String,
+    /// The review items' and decisions' statements.
+    pub(super) review: ReviewSql,
 }
 
 /// The open review items by priority and region (`min` of the RFC 3339
 /// text SQLite keeps is the oldest too).
 const OPEN_REVIEWS: &str = "SELECT priority, region_code, count(*), min(created_at) \
     FROM govsync_review_item WHERE status = 'open' GROUP BY priority, region_code";
-
-/// Retention of the review state (`change_log.retention`): closed items
-/// decided or raised before the horizon, and the decisions recorded before
-/// it (an open item stays, however old).
-pub const REVIEW_PRUNE: &str = "DELETE FROM govsync_review_item WHERE status <> 'open' \
-    AND COALESCE(decided_at, created_at) < $1";
-pub const DECISIONS_PRUNE: &str = "DELETE FROM govsync_review_decision WHERE applied_at < $1";
 
 const WATERMARK_READ: &str = "SELECT next_offset FROM govsync_watermark \
     WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3";
@@ -252,39 +238,8 @@ impl SharedSql {
             batch_status_set: t("UPDATE govsync_batch SET status = $2 WHERE batch_id = $1"),
             batch_log_read: t(D::BATCH_LOG),
             batches: t(D::BATCHES),
-            review_items: t(&format!(
-                "SELECT {REVIEW_ITEM_COLUMNS} FROM govsync_review_item WHERE {} \
-                 ORDER BY created_at, event_id",
-                D::REVIEW_STATUS_FILTER
-            )),
-            review_item: t(&format!(
-                "SELECT {REVIEW_ITEM_COLUMNS} FROM govsync_review_item WHERE event_id = $1"
-            )),
             open_reviews: t(OPEN_REVIEWS),
-            item_lock: t(&format!(
-                "SELECT event_id, customer_id, data_type, status, row_version, proposed, governed_at, \
-                 reason FROM govsync_review_item WHERE event_id = $1{}",
-                D::LOCK
-            )),
-            decision_known: t("SELECT 1 FROM govsync_review_decision WHERE decision_id = $1"),
-            decision_insert: t(
-                "INSERT INTO govsync_review_decision (decision_id, event_id, reviewer, decision, \
-                 outcome, reason, comment, corrected, decided_at, batch_id, source_partition, \
-                 source_offset) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            ),
-            item_close: t(
-                "UPDATE govsync_review_item SET status = $2, decided_by = $3, decided_at = $4, \
-                 decision = $5, comment = $6, decision_id = $7, superseded_by = NULL \
-                 WHERE event_id = $1",
-            ),
-            log_source: t("UPDATE govsync_change_log SET source = $2 WHERE event_id = $1"),
-            review_prune: t(REVIEW_PRUNE),
-            decisions_prune: t(DECISIONS_PRUNE),
-            decisions_read: t(
-                "SELECT decision_id, event_id, reviewer, decision, outcome, reason, comment, \
-                 decided_at, applied_at FROM govsync_review_decision WHERE event_id = $1 \
-                 ORDER BY applied_at, source_partition, source_offset",
-            ),
+            review: ReviewSql::new::<D>(),
         }
     }
 }
@@ -543,7 +498,7 @@ where
     async fn lock_review_item(&mut self, event_id: &str) -> SinkResult<Option<LockedItem>> {
         let shared = self.shared.clone();
         let Some(r) = self
-            .fetch_optional(&shared.item_lock, &[Arg::Str(event_id)])
+            .fetch_optional(&shared.review.item_lock, &[Arg::Str(event_id)])
             .await?
         else {
             return Ok(None);
@@ -566,7 +521,7 @@ where
     async fn decision_known(&mut self, decision_id: &str) -> SinkResult<bool> {
         let shared = self.shared.clone();
         Ok(self
-            .fetch_optional(&shared.decision_known, &[Arg::Str(decision_id)])
+            .fetch_optional(&shared.review.decision_known, &[Arg::Str(decision_id)])
             .await?
             .is_some())
     }
@@ -579,7 +534,7 @@ where
         let shared = self.shared.clone();
         for d in records {
             self.execute(
-                &shared.decision_insert,
+                &shared.review.decision_insert,
                 &[
                     Arg::Str(&d.decision_id),
                     Arg::Str(&d.event_id),
@@ -598,7 +553,7 @@ where
             .await?;
             if let Some(status) = d.close_item {
                 self.execute(
-                    &shared.item_close,
+                    &shared.review.item_close,
                     &[
                         Arg::Str(&d.event_id),
                         Arg::Str(status),
@@ -614,7 +569,7 @@ where
             if d.logged {
                 let source = super::reviewer_source(&d.reviewer);
                 self.execute(
-                    &shared.log_source,
+                    &shared.review.log_source,
                     &[Arg::Str(&d.decision_id), Arg::Str(&source)],
                 )
                 .await?;
@@ -744,10 +699,10 @@ where
         let Some(horizon) = super::retention_horizon(chrono::Utc::now(), retention) else {
             return Ok(done);
         };
-        let items = query::<D>(&self.shared.review_prune, &[Arg::Time(horizon)])
+        let items = query::<D>(&self.shared.review.review_prune, &[Arg::Time(horizon)])
             .execute(&self.pool)
             .await?;
-        let decisions = query::<D>(&self.shared.decisions_prune, &[Arg::Time(horizon)])
+        let decisions = query::<D>(&self.shared.review.decisions_prune, &[Arg::Time(horizon)])
             .execute(&self.pool)
             .await?;
         Ok(format!(
@@ -758,21 +713,21 @@ where
     }
 
     async fn review_items(&self, status: Option<&str>) -> SinkResult<Vec<StoredReviewItem>> {
-        let rows = query::<D>(&self.shared.review_items, &[Arg::OptStr(status)])
+        let rows = query::<D>(&self.shared.review.review_items, &[Arg::OptStr(status)])
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(stored_item::<D>).collect()
     }
 
     async fn review_item(&self, event_id: &str) -> SinkResult<Option<StoredReviewItem>> {
-        let row = query::<D>(&self.shared.review_item, &[Arg::Str(event_id)])
+        let row = query::<D>(&self.shared.review.review_item, &[Arg::Str(event_id)])
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(stored_item::<D>).transpose()
     }
 
     async fn review_decisions(&self, event_id: &str) -> SinkResult<Vec<StoredDecision>> {
-        let rows = query::<D>(&self.shared.decisions_read, &[Arg::Str(event_id)])
+        let rows = query::<D>(&self.shared.review.decisions_read, &[Arg::Str(event_id)])
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -861,36 +816,6 @@ where
         duration_ms: D::get_i64(r, 10)?,
         attempts: D::get_i64(r, 11)? as i32,
         status: text(12)?,
-    })
-}
-
-/// A [`StoredReviewItem`] from a row of [`REVIEW_ITEM_COLUMNS`].
-fn stored_item<D: Dialect>(r: &D::Row) -> SinkResult<StoredReviewItem>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    D::Arguments: IntoArguments<D>,
-{
-    let text = |i| -> SinkResult<String> { Ok(D::get_text(r, i)?.unwrap_or_default()) };
-    Ok(StoredReviewItem {
-        event_id: text(0)?,
-        customer_id: text(1)?,
-        data_type: text(2)?,
-        reason: text(3)?,
-        priority: text(4)?,
-        status: text(5)?,
-        superseded_by: D::get_text(r, 6)?,
-        row_version: D::get_opt_i64(r, 7)?,
-        proposed: text(8)?,
-        region_code: text(9)?,
-        details: text(10)?,
-        current_row: D::get_text(r, 11)?,
-        governed_at: D::get_time(r, 12)?,
-        created_at: D::get_time(r, 13)?,
-        decided_by: D::get_text(r, 14)?,
-        decided_at: D::get_time(r, 15)?,
-        decision: D::get_text(r, 16)?,
-        comment: D::get_text(r, 17)?,
-        decision_id: D::get_text(r, 18)?,
     })
 }
 

@@ -63,7 +63,7 @@ pub const DECISIONS_READ: &str = "SELECT decision_id, event_id, reviewer, decisi
     \"COMMENT\", SYS_EXTRACT_UTC(decided_at), SYS_EXTRACT_UTC(applied_at) FROM govsync_review_decision \
     WHERE event_id = :p_event_id ORDER BY applied_at, source_partition, source_offset";
 
-/// Retention (see `sqlx_common::REVIEW_PRUNE`).
+/// Retention (see `sqlx_review::REVIEW_PRUNE`).
 pub const REVIEW_PRUNE: &str = "DELETE FROM govsync_review_item WHERE status <> 'open' \
     AND COALESCE(decided_at, created_at) < :p_horizon";
 pub const DECISIONS_PRUNE: &str =
