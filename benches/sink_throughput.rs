@@ -59,6 +59,9 @@ async fn run() {
         // Raw limit: the bare set-based UPDATE of the same columns.
         let groups = split(&customers, &mut next_customer, batches * batch, connections);
         cases.push(bare_update(&pool, groups, batch, connections).await);
+        // The writes every result needs, as bare statements.
+        let groups = split(&customers, &mut next_customer, batches * batch, connections);
+        cases.push(floor_writes(&pool, groups, batch, connections).await);
         // Full protocol.
         let groups = split(&customers, &mut next_customer, batches * batch, connections);
         cases.push(full_protocol(db.clone(), groups, batch, connections).await);
@@ -88,21 +91,28 @@ async fn run() {
          same seconds adds to it)"
     );
     for conns in [1, 4] {
-        let bare = cases
-            .iter()
-            .find(|c| c.connections == conns && c.name.starts_with("bare"))
-            .unwrap();
-        let full = cases
-            .iter()
-            .find(|c| c.connections == conns && c.name.starts_with("full"))
-            .unwrap();
+        let case = |prefix: &str| {
+            cases
+                .iter()
+                .find(|c| c.connections == conns && c.name.starts_with(prefix))
+                .unwrap()
+        };
+        let (bare, floor, full) = (case("bare"), case("floor"), case("full"));
         println!(
-            "ratio full/bare with {conns} connection(s): {:.2} ({:.0} of {:.0} rows/s)",
+            "ratio full/bare with {conns} connection(s): {:.2} ({:.0} of {:.0} rows/s); \
+             floor/bare {:.2}, full/floor {:.2}",
             full.rate() / bare.rate(),
             full.rate(),
-            bare.rate()
+            bare.rate(),
+            floor.rate() / bare.rate(),
+            full.rate() / floor.rate()
         );
     }
+    println!(
+        "(floor: the row update, the change-log insert with both images and the row-state \
+         upsert of every result, one bare statement a batch: no lock, read, dedupe, plan, \
+         verification, ledger or watermark)"
+    );
     let history = common::env_usize("BENCH_HISTORY", 5_000_000);
     if history > 0 {
         let mut rates = Vec::new();
@@ -230,6 +240,99 @@ async fn bare_update(
     }
     collect(
         "bare UPDATE … FROM UNNEST",
+        connections,
+        started,
+        cpu,
+        tasks,
+    )
+    .await
+}
+
+/// The writes the guarantees need for every result, and nothing else: the
+/// row update (the protocol's columns), the change-log entry with before
+/// and after images as the protocol writes them, the row-state upsert; one
+/// statement a batch, in its own transaction.
+async fn floor_writes(
+    pool: &sqlx::PgPool,
+    groups: Vec<Vec<generate::Customer>>,
+    batch: usize,
+    connections: usize,
+) -> Case {
+    // The images and event ids, built before the clock starts.
+    let prepared: Vec<Vec<(Vec<generate::Customer>, Vec<String>, Vec<String>, Vec<String>)>> =
+        groups
+            .iter()
+            .enumerate()
+            .map(|(w, g)| {
+                g.chunks(batch)
+                    .enumerate()
+                    .map(|(b, chunk)| {
+                        let image = |c: &generate::Customer, addr: &str| {
+                            serde_json::json!({
+                                "address": addr, "geo_lat": c.lat, "geo_lon": c.lon,
+                                "geo_accuracy": "rooftop", "quality_score": 0.9, "validation_status": "valid",
+                                "last_governance_time": "2026-12-02T10:00:00.000000Z",
+                            })
+                            .to_string()
+                        };
+                        (
+                            chunk.to_vec(),
+                            chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, _)| format!("floor-{connections}-{w}-{b}-{i}"))
+                                .collect(),
+                            chunk.iter().map(|c| image(c, &c.raw_address)).collect(),
+                            chunk.iter().map(|c| image(c, &c.std_address)).collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+    let started = Instant::now();
+    let cpu = common::Cpu::now();
+    let mut tasks = Vec::new();
+    for batches in prepared {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut rows = 0;
+            for (chunk, events, before, after) in &batches {
+                let t = Instant::now();
+                sqlx::query(
+                    "WITH u AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], \
+                     $5::text[], $6::text[], $7::text[]) AS u(id, address, lat, lon, ev, before, after)), \
+                     upd AS (UPDATE customer_profile AS c SET address = u.address, geo_lat = u.lat, \
+                     geo_lon = u.lon, geo_accuracy = 'rooftop', quality_score = 0.9, \
+                     validation_status = 'valid', last_governance_time = now(), version = c.version + 1 \
+                     FROM u WHERE c.customer_id = u.id), \
+                     log AS (INSERT INTO govsync_change_log (batch_id, event_id, customer_id, data_type, \
+                     operation, outcome, governed_at, before_image, after_image, source_partition, \
+                     source_offset) SELECT 'floor', u.ev, u.id, 'address', 'update', 'applied', now(), \
+                     u.before, u.after, 0, 0 FROM u), \
+                     st AS (INSERT INTO govsync_row_state (customer_id, address_governed_at) \
+                     SELECT u.id, now() FROM u ON CONFLICT (customer_id) DO UPDATE \
+                     SET address_governed_at = EXCLUDED.address_governed_at) \
+                     SELECT 1",
+                )
+                .bind(chunk.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|c| c.std_address.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|c| c.lat).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|c| c.lon).collect::<Vec<_>>())
+                .bind(events)
+                .bind(before)
+                .bind(after)
+                .execute(&pool)
+                .await
+                .unwrap();
+                lat.push(t.elapsed());
+                rows += chunk.len();
+            }
+            (rows, lat)
+        }));
+    }
+    collect(
+        "floor: update + change log + row state",
         connections,
         started,
         cpu,

@@ -299,6 +299,7 @@ pub async fn run_protocol(
             .map(|d| (d, ConflictPolicy::Review))
             .collect(),
         max_poison_fraction: 0.1,
+        duplicates_met: Default::default(),
     };
     let started = std::time::Instant::now();
     let cpu = Cpu::now();

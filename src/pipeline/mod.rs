@@ -209,6 +209,7 @@ pub async fn run(
             dlq_topic: cfg.kafka.dlq_topic.clone(),
             policies: cfg.conflict.clone(),
             max_poison_fraction: cfg.max_poison_fraction,
+            duplicates_met: Default::default(),
         },
         cfg: cfg.clone(),
         limits: Limits::new(cfg.flow.rate_per_region, cfg.flow.rate_global),

@@ -442,7 +442,8 @@ pub trait Tx: Send {
     /// left out).
     async fn row_states(&mut self, ids: &[String]) -> SinkResult<Vec<RowState>>;
     /// The plan's inputs, read under lock: the rows (locked), the results
-    /// already logged among `events`, and the rows' states. A dialect may
+    /// already logged among `events` (none read when it is empty), and the
+    /// rows' states. A dialect may
     /// read them in fewer round trips.
     async fn read_snapshot(
         &mut self,
@@ -529,7 +530,11 @@ pub async fn read_each<T: Tx + ?Sized>(
     events: &[EventKey],
 ) -> SinkResult<plan::Snapshot> {
     let rows = tx.lock_rows(ids).await?;
-    let seen = tx.seen_events(events).await?;
+    let seen = if events.is_empty() {
+        HashSet::new()
+    } else {
+        tx.seen_events(events).await?
+    };
     let states = tx.row_states(ids).await?;
     Ok(plan::Snapshot::new(rows, seen, states))
 }

@@ -6,9 +6,9 @@
 //! | step | statement(s) | guarantee |
 //! |---|---|---|
 //! | 1. lock the watermark | `SELECT … FOR UPDATE` of (group, topic, partition) | one batch of a partition at a time, across instances; records below it were applied (a zombie, a crash) and are skipped, the outbox of the batches in between is returned for republishing |
-//! | 2. read the snapshot | the rows `FOR UPDATE`, govsync's row states, the change log's entries of these results | row locks: nobody changes a row between its read and its write; staleness; dedupe |
+//! | 2. read the snapshot | the rows `FOR UPDATE`, govsync's row states (and, see below, the change log's entries of these results) | row locks: nobody changes a row between its read and its write; staleness |
 //! | 3. plan | none ([`super::plan`], pure) | outcomes decided against the rows as they are |
-//! | 4. write | change log (before and after images), rows, row states, outbox, ledger, watermark: ONE statement on PostgreSQL, one per kind elsewhere | audit and rollback backup; side outputs stored with the data; the watermark moves with the data |
+//! | 4. write | change log (before and after images), rows, row states, outbox, ledger, watermark: ONE statement on PostgreSQL, one per kind elsewhere | audit and rollback backup; dedupe: the change log's unique key (event id, governed at) rejects a result logged before; side outputs stored with the data; the watermark moves with the data |
 //! | 5. verify | the written rows as stored (`RETURNING` on PostgreSQL, a re-read elsewhere) compared with the plan | nothing the database changed (a trigger, a rule) goes unnoticed |
 //! | 6. commit | | all of it or nothing |
 //!
@@ -18,10 +18,21 @@
 //! savepoint and finds the record by bisection; it is dead-lettered alone,
 //! the rest commits.
 //!
+//! Dedupe costs no read on the way either. Every outcome the plan gives a
+//! result, except `duplicate`, is logged ([`Outcome::is_logged`]), so a
+//! result logged before makes the change log's unique key reject the
+//! write: the first attempt fails like one with a rejected record, and the
+//! second (bisecting) attempt reads the change log's entries of the
+//! batch's results, plans them as duplicates and writes the rest. Because a
+//! replay brings duplicates in runs, for a minute after one was met every
+//! first attempt reads the entries too ([`DuplicatesMet`]).
+//!
 //! Nothing here talks to Kafka: the caller publishes the returned outputs and
 //! commits the offsets after this commit (see `pipeline`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -43,6 +54,8 @@ pub struct ApplyOptions {
     /// More rejected records than this fraction of a batch means something
     /// systemic (a schema change): fail the batch instead of dead-lettering.
     pub max_poison_fraction: f64,
+    /// When a batch last met a result logged before.
+    pub duplicates_met: DuplicatesMet,
 }
 
 impl ApplyOptions {
@@ -92,6 +105,38 @@ async fn step<T>(
     r
 }
 
+/// When (seconds since the Unix epoch) a batch last met a result already
+/// in the change log; 0: never. Shared by the clones of [`ApplyOptions`]
+/// (all partitions of a process). A hint for [`reads_seen`], never needed
+/// for correctness.
+#[derive(Debug, Clone, Default)]
+pub struct DuplicatesMet(Arc<AtomicU64>);
+
+/// How long after meeting a duplicate first attempts read the change log.
+const READ_SEEN_AFTER_DUPLICATE: u64 = 60;
+
+impl DuplicatesMet {
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn record(&self) {
+        self.0.store(Self::now(), Ordering::Relaxed);
+    }
+
+    fn recently(&self) -> bool {
+        Self::now().saturating_sub(self.0.load(Ordering::Relaxed)) < READ_SEEN_AFTER_DUPLICATE
+    }
+}
+
+/// Whether an attempt reads the change log's entries of its results
+/// before planning (see the module doc).
+fn reads_seen(mode: Mode, opts: &ApplyOptions) -> bool {
+    mode == Mode::Bisect || opts.duplicates_met.recently()
+}
+
 /// How the changes are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -111,8 +156,13 @@ pub async fn apply(
     match attempt(db, batch, opts, Mode::Fast).await {
         Err(SinkError::Record { .. }) => {
             // The fast transaction is gone (dropped uncommitted): the batch
-            // again, finding the record the database rejects.
-            attempt(db, batch, opts, Mode::Bisect).await
+            // again, finding the record the database rejects, or planning
+            // the results logged before as duplicates.
+            let report = attempt(db, batch, opts, Mode::Bisect).await?;
+            if report.counts.contains_key(&Outcome::Duplicate) {
+                opts.duplicates_met.record();
+            }
+            Ok(report)
         }
         other => other,
     }
@@ -169,10 +219,14 @@ async fn attempt(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let events: Vec<EventKey> = checked
-        .iter()
-        .map(|c| (c.event_id.clone(), c.governed_at))
-        .collect();
+    let events: Vec<EventKey> = if reads_seen(mode, opts) {
+        checked
+            .iter()
+            .map(|c| (c.event_id.clone(), c.governed_at))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let snap = step(
         &mut report.timings,
         "read snapshot",

@@ -293,6 +293,7 @@ async fn a_batch_in_its_transaction_needs_at_most_six_times_its_message_size_per
         dlq_topic: env.raw.kafka.dlq_topic.clone(),
         policies: cfg.conflict.clone(),
         max_poison_fraction: cfg.max_poison_fraction,
+        duplicates_met: Default::default(),
     };
     let pid = std::process::id();
     let n = 5000usize;

@@ -513,7 +513,11 @@ impl Dialect for Postgres {
                 rows.insert(id, row_at(r)?);
             }
         }
-        let seen = Self::seen_events(&mut tx.tx, events).await?;
+        let seen = if events.is_empty() {
+            HashSet::new()
+        } else {
+            Self::seen_events(&mut tx.tx, events).await?
+        };
         Ok(Snapshot::new(rows, seen, states))
     }
 

@@ -56,6 +56,7 @@ pub fn opts(policy: ConflictPolicy) -> ApplyOptions {
         dlq_topic: "suite.dlq".into(),
         policies: DataType::ALL.into_iter().map(|d| (d, policy)).collect(),
         max_poison_fraction: 0.1,
+        duplicates_met: Default::default(),
     }
 }
 

@@ -8,12 +8,12 @@ use chrono::Utc;
 use govsync::demo::generate::{self, Customer};
 use govsync::event::{ConflictPolicy, DataType, Row};
 use govsync::output;
-use govsync::sink::protocol::BatchReport;
+use govsync::sink::protocol::{self, BatchReport};
 use govsync::sink::rollback;
 use govsync::sink::{Outcome, SinkError};
 use serde_json::{Value, json};
 
-use super::Suite;
+use super::{Suite, opts};
 
 fn ev(c: &Customer, dt: DataType, id: &str, i: usize) -> Value {
     generate::event(c, dt, id, generate::governed_at(i), false)
@@ -78,15 +78,35 @@ pub async fn duplicates_are_skipped_within_and_across_batches(s: &Suite) {
         outcomes(&r1),
         [Outcome::Applied, Outcome::Applied, Outcome::Duplicate]
     );
-    // The same events again, later in the partition (a producer retry).
-    let b2 = s.batch(1, 3, 3, &[e1, e0]);
-    let r2 = s.apply(&b2, ConflictPolicy::Review).await.unwrap();
-    assert_eq!(outcomes(&r2), [Outcome::Duplicate, Outcome::Duplicate]);
+    // The same events again, later in the partition (a producer retry),
+    // beside a new one. The first attempt reads nothing of the change log:
+    // its unique key rejects the write, and the second attempt (the one
+    // with a savepoint) plans the two as duplicates.
+    let opts = opts(ConflictPolicy::Review);
+    let e2 = ev(&cs[2], DataType::Address, "dup-c", 2);
+    let b2 = s.batch(1, 3, 3, &[e1.clone(), e2.clone(), e0.clone()]);
+    let r2 = protocol::apply(s.db.as_ref(), &b2, &opts).await.unwrap();
     assert_eq!(
-        s.biz.row(&cs[0].id).await.unwrap().version,
-        1,
-        "applied once"
+        outcomes(&r2),
+        [Outcome::Duplicate, Outcome::Applied, Outcome::Duplicate]
     );
+    let bisected = |r: &BatchReport| r.timings.steps.iter().any(|(step, _)| *step == "savepoint");
+    assert!(bisected(&r2), "{:?}", r2.timings.steps);
+    // Within a minute of that, first attempts read the change log: the
+    // next replay is planned right away.
+    let b3 = s.batch(1, 6, 6, &[e2, e0]);
+    let r3 = protocol::apply(s.db.as_ref(), &b3, &opts).await.unwrap();
+    assert_eq!(outcomes(&r3), [Outcome::Duplicate, Outcome::Duplicate]);
+    assert!(!bisected(&r3), "{:?}", r3.timings.steps);
+    assert!(r3.poison.is_empty() && r2.poison.is_empty());
+    for c in &cs[..3] {
+        assert_eq!(
+            s.biz.row(&c.id).await.unwrap().version,
+            1,
+            "applied once: {}",
+            c.id
+        );
+    }
 }
 
 pub async fn stale_results_do_not_overwrite_newer_ones(s: &Suite) {
