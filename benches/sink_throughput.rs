@@ -248,6 +248,14 @@ async fn bare_update(
     .await
 }
 
+/// One batch of [`floor_writes`]: customers, event ids, images.
+struct FloorBatch {
+    customers: Vec<generate::Customer>,
+    events: Vec<String>,
+    before: Vec<String>,
+    after: Vec<String>,
+}
+
 /// The writes the guarantees need for every result, and nothing else: the
 /// row update (the protocol's columns), the change-log entry with before
 /// and after images as the protocol writes them, the row-state upsert; one
@@ -259,7 +267,7 @@ async fn floor_writes(
     connections: usize,
 ) -> Case {
     // The images and event ids, built before the clock starts.
-    let prepared: Vec<Vec<(Vec<generate::Customer>, Vec<String>, Vec<String>, Vec<String>)>> =
+    let prepared: Vec<Vec<FloorBatch>> =
         groups
             .iter()
             .enumerate()
@@ -275,16 +283,16 @@ async fn floor_writes(
                             })
                             .to_string()
                         };
-                        (
-                            chunk.to_vec(),
-                            chunk
+                        FloorBatch {
+                            customers: chunk.to_vec(),
+                            events: chunk
                                 .iter()
                                 .enumerate()
                                 .map(|(i, _)| format!("floor-{connections}-{w}-{b}-{i}"))
                                 .collect(),
-                            chunk.iter().map(|c| image(c, &c.raw_address)).collect(),
-                            chunk.iter().map(|c| image(c, &c.std_address)).collect(),
-                        )
+                            before: chunk.iter().map(|c| image(c, &c.raw_address)).collect(),
+                            after: chunk.iter().map(|c| image(c, &c.std_address)).collect(),
+                        }
                     })
                     .collect()
             })
@@ -297,7 +305,13 @@ async fn floor_writes(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut rows = 0;
-            for (chunk, events, before, after) in &batches {
+            for FloorBatch {
+                customers: chunk,
+                events,
+                before,
+                after,
+            } in &batches
+            {
                 let t = Instant::now();
                 sqlx::query(
                     "WITH u AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::float8[], \

@@ -382,7 +382,7 @@ pub fn plan(
         let w = RowWrite {
             customer_id: cust.to_string(),
             name,
-            row: rows[cust].clone(),
+            row: rows.remove(cust).expect("a dirty row is planned"),
         };
         if is_new.contains(cust) {
             plan.inserts.push(w);
