@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::consumer::GovConsumer;
+use super::consumer::ConsumerSlot;
 use crate::config::{Delivery, KafkaConfig};
 use crate::message::OutMessage;
 use crate::telemetry::{metrics, outage};
@@ -59,7 +59,7 @@ pub struct Committer {
 impl Committer {
     pub fn start(
         kafka: &KafkaConfig,
-        consumer: Arc<GovConsumer>,
+        consumer: Arc<ConsumerSlot>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Committer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std_mpsc::channel();
@@ -101,7 +101,7 @@ impl Committer {
 
 struct Worker {
     config: KafkaConfig,
-    consumer: Arc<GovConsumer>,
+    consumer: Arc<ConsumerSlot>,
     producer: Option<ThreadedProducer<SideContext>>,
     shutdown: CancellationToken,
 }
@@ -234,7 +234,7 @@ impl Worker {
         msgs: &[&OutMessage],
         offsets: &TopicPartitionList,
     ) -> Result<(), TxnError> {
-        let consumer = self.consumer.clone();
+        let consumer = self.consumer.current();
         let max_payload = self.config.side_output_max_bytes;
         let p = self
             .producer()
@@ -274,7 +274,7 @@ impl Worker {
         msgs: &[&OutMessage],
         offsets: &TopicPartitionList,
     ) -> Result<(), TxnError> {
-        let consumer = self.consumer.clone();
+        let consumer = self.consumer.current();
         let max_payload = self.config.side_output_max_bytes;
         let p = self
             .producer()

@@ -167,6 +167,9 @@ pub struct GovContext {
     /// Credit a new partition starts with.
     initial_credit: i64,
     pending: Mutex<Pending>,
+    /// Set when the consumer was replaced ([`renew_if_fatal`]): its
+    /// callbacks, if any still come, no longer speak for this instance.
+    retired: AtomicBool,
 }
 
 impl ClientContext for GovContext {
@@ -209,6 +212,16 @@ impl ConsumerContext for GovContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
+        if self.retired.load(Ordering::SeqCst) {
+            // A replaced consumer closing: its partitions were given up
+            // already, and may be this instance's again by now.
+            let _ = if incremental && err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                consumer.incremental_unassign(tpl)
+            } else {
+                consumer.unassign()
+            };
+            return;
+        }
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.on_assign(consumer, tpl, incremental)
@@ -318,7 +331,11 @@ impl GovContext {
     }
 
     fn on_revoke(&self, tpl: &TopicPartitionList) {
-        let partitions = self.partitions(tpl);
+        self.revoke(self.partitions(tpl));
+    }
+
+    /// Hands `partitions` back: the pipeline finishes their batches first.
+    fn revoke(&self, partitions: Vec<i32>) {
         if partitions.is_empty() {
             return;
         }
@@ -384,39 +401,122 @@ pub struct ConsumerSetup {
 
 pub type GovConsumer = BaseConsumer<GovContext>;
 
-/// Creates the consumer and starts its thread.
-pub fn start(
-    setup: ConsumerSetup,
-    events: mpsc::Sender<FromConsumer>,
-) -> anyhow::Result<(
-    Arc<GovConsumer>,
-    std_mpsc::Sender<ToConsumer>,
-    std::thread::JoinHandle<()>,
-)> {
+/// The consumer the committer uses for its group metadata and offset
+/// commits: the consumer thread replaces it when librdkafka declares it
+/// dead ([`renew_if_fatal`]).
+pub struct ConsumerSlot(std::sync::RwLock<Arc<GovConsumer>>);
+
+impl ConsumerSlot {
+    pub fn current(&self) -> Arc<GovConsumer> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, consumer: Arc<GovConsumer>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = consumer;
+    }
+}
+
+/// A consumer of the source topic, subscribed, with a fresh context.
+fn create(
+    setup: &ConsumerSetup,
+    events: &mpsc::Sender<FromConsumer>,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<Arc<GovConsumer>> {
     let ctx = GovContext {
         events: events.clone(),
         db: setup.db.clone(),
-        rt: tokio::runtime::Handle::current(),
+        rt: rt.clone(),
         group: setup.group.clone(),
         topic: setup.topic.clone(),
         revoke_timeout: setup.revoke_timeout,
         shutdown: setup.shutdown.clone(),
         initial_credit: setup.max_buffered as i64,
         pending: Mutex::new(Pending::default()),
+        retired: AtomicBool::new(false),
     };
     let consumer: GovConsumer = setup.config.create_with_context(ctx)?;
     consumer.subscribe(&[&setup.topic])?;
-    let consumer = Arc::new(consumer);
+    Ok(Arc::new(consumer))
+}
+
+/// Creates the consumer and starts its thread.
+pub fn start(
+    setup: ConsumerSetup,
+    events: mpsc::Sender<FromConsumer>,
+) -> anyhow::Result<(
+    Arc<ConsumerSlot>,
+    std_mpsc::Sender<ToConsumer>,
+    std::thread::JoinHandle<()>,
+)> {
+    let rt = tokio::runtime::Handle::current();
+    let consumer = create(&setup, &events, &rt)?;
+    let slot = Arc::new(ConsumerSlot(std::sync::RwLock::new(consumer.clone())));
     let (cmd_tx, cmd_rx) = std_mpsc::channel();
-    let c = consumer.clone();
+    let thread_slot = slot.clone();
     let handle = std::thread::Builder::new()
         .name("govsync-consumer".into())
-        .spawn(move || consumer_loop(c, setup, events, cmd_rx))?;
-    Ok((consumer, cmd_tx, handle))
+        .spawn(move || consumer_loop(consumer, thread_slot, rt, setup, events, cmd_rx))?;
+    Ok((slot, cmd_tx, handle))
+}
+
+/// When librdkafka has declared the consumer dead (a fatal error: a static
+/// member fenced by an instance with the same `group.instance.id`, which a
+/// broker restart can make it do to itself), gives up its partitions
+/// through the pipeline as a revocation would, and replaces it with a new
+/// consumer that joins the group again. A fenced consumer never rejoins by
+/// itself: without this the instance would sit idle, holding nothing.
+/// Returns false when a new consumer cannot be made (the thread stops).
+fn renew_if_fatal(
+    consumer: &mut Arc<GovConsumer>,
+    slot: &ConsumerSlot,
+    lanes: &mut Vec<Lane>,
+    rt: &tokio::runtime::Handle,
+    setup: &ConsumerSetup,
+    events: &mpsc::Sender<FromConsumer>,
+) -> bool {
+    let Some((code, reason)) = consumer.client().fatal_error() else {
+        return true;
+    };
+    tracing::error!(
+        error = %code, reason = %reason,
+        "the Kafka consumer failed fatally; giving up its partitions and joining the group \
+         again with a new consumer (the database watermark keeps the data exactly-once)"
+    );
+    outage::KAFKA.failed("consumer", &format!("{code}: {reason}"));
+    // The partitions it holds: those read, and those assigned whose queue
+    // the thread has not split off yet.
+    let pending = std::mem::take(&mut *consumer.context().pending_mut());
+    let mut held: Vec<i32> = lanes.iter().map(|l| l.partition).collect();
+    held.extend(pending.assigned.iter().map(|(p, _)| *p));
+    held.retain(|p| !pending.revoked.contains(p));
+    held.sort_unstable();
+    held.dedup();
+    lanes.clear();
+    consumer.context().retired.store(true, Ordering::SeqCst);
+    consumer.context().revoke(held);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match create(setup, events, rt) {
+            Ok(c) => {
+                slot.replace(c.clone());
+                // The dead consumer goes when the committer lets go of it.
+                *consumer = c;
+                return true;
+            }
+            Err(e) if !setup.shutdown.is_cancelled() => {
+                outage::KAFKA.failed("consumer", &e);
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 fn consumer_loop(
-    consumer: Arc<GovConsumer>,
+    mut consumer: Arc<GovConsumer>,
+    slot: Arc<ConsumerSlot>,
+    rt: tokio::runtime::Handle,
     setup: ConsumerSetup,
     events: mpsc::Sender<FromConsumer>,
     commands: std_mpsc::Receiver<ToConsumer>,
@@ -435,11 +535,16 @@ fn consumer_loop(
         }
         // The main queue first: rebalances, errors, and messages fetched
         // before a partition's queue was split off (older than its queue's).
+        // A failed poll may mean the consumer is dead ([`renew_if_fatal`]).
+        let mut failed = false;
         while let Some(r) = consumer.poll(Duration::ZERO) {
             match r {
                 Ok(m) if !deliver(vec![to_incoming(&m, &setup)]) => break 'outer,
                 Ok(_) => {}
-                Err(e) => outage::KAFKA.failed("consumer", &e),
+                Err(e) => {
+                    outage::KAFKA.failed("consumer", &e);
+                    failed = true;
+                }
             }
         }
         if update_lanes(&consumer, &setup.topic, &mut lanes) {
@@ -457,7 +562,10 @@ fn consumer_loop(
                         lane.credit.spend();
                         turn.push(to_incoming(&m, &setup));
                     }
-                    Some(Err(e)) => outage::KAFKA.failed("consumer", &e),
+                    Some(Err(e)) => {
+                        outage::KAFKA.failed("consumer", &e);
+                        failed = true;
+                    }
                     None => break,
                 }
             }
@@ -469,9 +577,15 @@ fn consumer_loop(
         if delivered == 0 {
             match consumer.poll(IDLE_POLL) {
                 Some(Ok(m)) if !deliver(vec![to_incoming(&m, &setup)]) => break,
-                Some(Err(e)) => outage::KAFKA.failed("consumer", &e),
+                Some(Err(e)) => {
+                    outage::KAFKA.failed("consumer", &e);
+                    failed = true;
+                }
                 _ => {}
             }
+        }
+        if failed && !renew_if_fatal(&mut consumer, &slot, &mut lanes, &rt, &setup, &events) {
+            break;
         }
     }
     // Leave the group: unsubscribing revokes the assignment through the

@@ -38,6 +38,23 @@ pub async fn run(
     db: Arc<dyn Database>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut seq: u64 = 0;
+    loop {
+        let consumer = decision_consumer(&cfg)?;
+        tracing::info!(
+            topic = %cfg.kafka.decision_topic, group = %cfg.review.decision_group,
+            "review decision applier started"
+        );
+        if !consume(&consumer, &cfg, &*db, &shutdown, &mut seq).await? {
+            break;
+        }
+    }
+    tracing::info!("review decision applier stopped");
+    Ok(())
+}
+
+/// The decision topic's consumer, subscribed.
+fn decision_consumer(cfg: &Config) -> anyhow::Result<StreamConsumer<crate::kafka::OutageContext>> {
     let mut cc = crate::kafka::consumer_config(&cfg.kafka);
     cc.set("group.id", &cfg.review.decision_group);
     if cfg.kafka.static_membership {
@@ -49,14 +66,24 @@ pub async fn run(
     let consumer: StreamConsumer<crate::kafka::OutageContext> =
         cc.create_with_context(crate::kafka::OutageContext)?;
     consumer.subscribe(&[&cfg.kafka.decision_topic])?;
-    tracing::info!(
-        topic = %cfg.kafka.decision_topic, group = %cfg.review.decision_group,
-        "review decision applier started"
-    );
-    let mut seq: u64 = 0;
+    Ok(consumer)
+}
+
+/// Applies what `consumer` delivers until shutdown (false) or until
+/// librdkafka declares it dead (true: a static member fenced, which a
+/// broker restart can make it do to itself; it never rejoins, so the
+/// caller makes a new one. The watermark keeps the decisions
+/// exactly-once).
+async fn consume(
+    consumer: &StreamConsumer<crate::kafka::OutageContext>,
+    cfg: &Config,
+    db: &dyn Database,
+    shutdown: &CancellationToken,
+    seq: &mut u64,
+) -> anyhow::Result<bool> {
     loop {
         let first = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return Ok(false),
             m = consumer.recv() => m,
         };
         let mut taken = vec![first];
@@ -85,8 +112,9 @@ pub async fn run(
                 Err(e) => crate::telemetry::outage::KAFKA.failed("decision consumer", &e),
             }
         }
+        let fatal = consumer.client().fatal_error();
         for (partition, messages) in parts {
-            seq += 1;
+            *seq += 1;
             let key = PartitionKey {
                 group: cfg.review.decision_group.clone(),
                 topic: cfg.kafka.decision_topic.clone(),
@@ -104,8 +132,8 @@ pub async fn run(
                 messages,
                 attempt: 1,
             };
-            if !apply_until_done(&*db, batch, &cfg, &shutdown).await {
-                return Ok(());
+            if !apply_until_done(db, batch, cfg, shutdown).await {
+                return Ok(false);
             }
             if let Some(next) = next {
                 let mut tpl = TopicPartitionList::new();
@@ -121,9 +149,14 @@ pub async fn run(
                 }
             }
         }
+        if let Some((code, reason)) = fatal {
+            tracing::error!(
+                error = %code, reason = %reason,
+                "the decision consumer failed fatally; joining its group again with a new consumer"
+            );
+            return Ok(true);
+        }
     }
-    tracing::info!("review decision applier stopped");
-    Ok(())
 }
 
 /// Applies a batch, retrying infrastructure failures with a capped backoff

@@ -442,3 +442,92 @@ async fn a_restarted_broker_logs_a_handful_of_lines_and_loses_nothing() {
     assert_exactly_once(&env, &w, &offsets).await;
     eprintln!("broker restart test took {:?}", started.elapsed());
 }
+
+/// A static member fenced by a consumer with the same `group.instance.id`
+/// (what a broker restart can make it do to itself: librdkafka then
+/// declares the consumer dead, and it never rejoins) gives up its
+/// partitions, joins again with a new consumer by itself and carries on:
+/// nothing lost, nothing applied twice, no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_static_member_joins_again_with_a_new_consumer() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let _serial = serial().await;
+    let env = Env::new("fenced", 4).await;
+    env.migrate().await;
+    let w = Workload::mixed(3000, 300, 64);
+    env.seed(&w.customers).await;
+    let mut raw = fault_config(&env);
+    raw.kafka.static_membership = true;
+    let log = env.log_path("fenced");
+    let child = env.spawn_binary(&raw, &[], &log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let half = w.msgs.len() / 2;
+    let mut offsets = env.publish_raw(&w.raw(0..half)).await;
+    wait_until(
+        Duration::from_secs(60),
+        "govsync holds its four partitions",
+        || {
+            let n = read_log().matches("partition assigned").count();
+            async move { n >= 4 }
+        },
+    )
+    .await;
+    {
+        // Impostors: the same groups and instance ids (the source topic's
+        // consumer, the decision applier's), never committing.
+        let cfg = govsync::config::check(raw.clone()).unwrap();
+        let impostor = |group: &str, instance: &str, topic: &str| {
+            let c: BaseConsumer = env
+                .client_config()
+                .set("group.id", group)
+                .set("group.instance.id", instance)
+                .set("enable.auto.commit", "false")
+                .set("session.timeout.ms", "6000")
+                .create()
+                .unwrap();
+            c.subscribe(&[topic]).unwrap();
+            c
+        };
+        let source = impostor(&cfg.kafka.group_id, &cfg.kafka.instance_id, env.source());
+        let decisions = impostor(
+            &cfg.review.decision_group,
+            &format!("{}-decisions", cfg.kafka.instance_id),
+            &cfg.kafka.decision_topic,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(read_log().contains("the Kafka consumer failed fatally")
+            && read_log().contains("the decision consumer failed fatally"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "govsync's consumers were not fenced within 60 s:\n{}",
+                read_log()
+            );
+            let _ = source.poll(Duration::from_millis(50));
+            let _ = decisions.poll(Duration::from_millis(50));
+        }
+    }
+    offsets.extend(env.publish_raw(&w.raw(half..w.msgs.len())).await);
+    let total = offsets.len() as i64;
+    wait_until(
+        Duration::from_secs(120),
+        "the processor catches up with a new consumer",
+        || caught_up(&env, total),
+    )
+    .await;
+    child.signal(libc::SIGTERM);
+    let status = child.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "clean stop: {status:?}");
+    let text = read_log();
+    assert_eq!(
+        text.matches("failed fatally").count(),
+        2,
+        "one fatal error each, one new consumer each:\n{text}"
+    );
+    assert_eq!(
+        text.matches("review decision applier started").count(),
+        2,
+        "the decision applier joined again:\n{text}"
+    );
+    assert_exactly_once(&env, &w, &offsets).await;
+}
