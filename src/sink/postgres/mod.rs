@@ -1,10 +1,13 @@
 //! PostgreSQL: set-based SQL over `UNNEST` of bound arrays.
 //!
-//! A batch is four round trips besides BEGIN and COMMIT: the watermark
+//! A batch is three round trips besides BEGIN and COMMIT: the watermark
 //! (`SELECT … FOR UPDATE`), the snapshot (the rows `FOR UPDATE` joined with
-//! their `govsync_row_state`), the results already logged, and ONE write:
-//! a statement of data-modifying CTEs (change log, row updates and inserts
-//! `RETURNING` the rows as stored, row states, outbox, ledger, watermark).
+//! their `govsync_row_state`), and ONE write: a statement of data-modifying
+//! CTEs (change log, row updates and inserts `RETURNING` the rows as stored,
+//! row states, outbox, ledger, watermark). A fourth, the results already
+//! logged, only when a batch is bisected or a duplicate was met in the last
+//! minute (the change log's unique key catches the others, see
+//! `sink::protocol`).
 //! Its text depends only on which parts a batch has, so each shape is
 //! prepared once per connection.
 
