@@ -36,14 +36,7 @@ async fn run() {
     let table_rows = common::env_usize("BENCH_ROWS", 200_000);
     let batches = common::env_usize("BENCH_BATCHES", 40);
     let batch = common::env_usize("BENCH_BATCH", 1000);
-    let (schema, pool) = common::fresh_schema("sink", 8).await;
-    let mut raw = govsync::config::RawConfig::default();
-    raw.database.url = common::pg_url();
-    raw.database.schema = schema.clone();
-    raw.database.pool_size = 8;
-    let cfg = govsync::config::check(raw).unwrap();
-    let db: Arc<dyn Database> = govsync::sink::connect(&cfg.database).await.unwrap();
-    db.migrate(true).await.unwrap();
+    let (schema, pool, db) = fresh_sink("sink", 8).await;
 
     println!("seeding {table_rows} customer rows ...");
     let customers = generate::customers(table_rows, 4, 1);
@@ -126,6 +119,20 @@ async fn run() {
     common::drop_schema(&schema).await;
 }
 
+/// A fresh schema with govsync's tables and `customer_profile`: a pool
+/// for the benchmark's own statements and the sink on `connections`.
+async fn fresh_sink(name: &str, connections: u32) -> (String, sqlx::PgPool, Arc<dyn Database>) {
+    let (schema, pool) = common::fresh_schema(name, connections).await;
+    let mut raw = govsync::config::RawConfig::default();
+    raw.database.url = common::pg_url();
+    raw.database.schema = schema.clone();
+    raw.database.pool_size = connections;
+    let cfg = govsync::config::check(raw).unwrap();
+    let db: Arc<dyn Database> = govsync::sink::connect(&cfg.database).await.unwrap();
+    db.migrate(true).await.unwrap();
+    (schema, pool, db)
+}
+
 /// The full protocol on one connection against two fresh schemas of the
 /// same seeded table, one whose change log holds `history` rows and one
 /// whose change log starts empty, in alternating rounds, so that the
@@ -140,14 +147,7 @@ async fn history_cases(
     const ROUNDS: usize = 4;
     let mut sides = Vec::new();
     for name in ["sinkempty", "sinkhist"] {
-        let (schema, pool) = common::fresh_schema(name, 2).await;
-        let mut raw = govsync::config::RawConfig::default();
-        raw.database.url = common::pg_url();
-        raw.database.schema = schema.clone();
-        raw.database.pool_size = 2;
-        let cfg = govsync::config::check(raw).unwrap();
-        let db: Arc<dyn Database> = govsync::sink::connect(&cfg.database).await.unwrap();
-        db.migrate(true).await.unwrap();
+        let (schema, pool, db) = fresh_sink(name, 2).await;
         generate::seed_postgres(&pool, customers).await.unwrap();
         if name == "sinkhist" {
             println!("filling a second schema's change log with {history} rows of history ...");
