@@ -7,7 +7,9 @@
 //! lock watermark ─▶ read snapshot ─▶ plan ─▶ write ─────────────────────────▶ verify ─▶ commit
 //! (FOR UPDATE)      rows FOR UPDATE   pure    change log, rows, row state,       stored
 //!                   row state         (plan)  outbox, ledger, watermark          vs planned
-//!                   dedupe entries            (one statement on PostgreSQL)
+//!                   (dedupe entries:          (one statement on PostgreSQL;
+//!                   bisect or after a         the change log's unique key
+//!                   duplicate only)           rejects a logged result)
 //! ```
 //!
 //! A first attempt takes no savepoint; a batch the database refused is
