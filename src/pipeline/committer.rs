@@ -11,8 +11,8 @@
 //! The producer runs on its own thread: every transactional call blocks.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -257,7 +257,7 @@ impl Worker {
                 Ok(())
             }
             Err(e) => {
-                let err = TxnError::from_kafka(e);
+                let err = TxnError::from_kafka(e).caused_by(abortable_cause(p));
                 if !matches!(err, TxnError::Fatal(_)) {
                     if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
                         tracing::warn!(error = %abort, "aborting the Kafka transaction failed");
@@ -280,6 +280,7 @@ impl Worker {
             .producer()
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
         let failed_before = p.context().failed.load(Ordering::SeqCst);
+        p.context().take_cause();
         for m in msgs {
             send(p, m, max_payload).map_err(TxnError::from_kafka)?;
         }
@@ -288,7 +289,11 @@ impl Worker {
             return Err(TxnError::Retry("side outputs not delivered in time".into()));
         }
         if p.context().failed.load(Ordering::SeqCst) != failed_before {
-            return Err(TxnError::Retry("a side output was not delivered".into()));
+            let cause = p.context().take_cause();
+            let cause = cause.as_deref().unwrap_or("its delivery report was purged");
+            return Err(TxnError::Retry(format!(
+                "a side output was not delivered: {cause}"
+            )));
         }
         consumer
             .commit(offsets, CommitMode::Sync)
@@ -367,7 +372,37 @@ fn commit_resuming(p: &ThreadedProducer<SideContext>) -> Result<(), KafkaError> 
     }
 }
 
+/// Why the open transaction must be aborted, when it must. A refused
+/// request (e.g. AddPartitionsToTxn with "Topic authorization failed" for a
+/// missing WRITE ACL) puts the transaction in librdkafka's abortable state
+/// in the background, and the call that meets it may report only a
+/// consequence ("Erroneous state" from send_offsets_to_transaction): the
+/// operator must read the cause. `begin_transaction` reports that state's
+/// error (librdkafka keeps the first one) and changes nothing: inside a
+/// transaction it is refused either way, with a plain state error when the
+/// transaction is not abortable.
+fn abortable_cause(p: &ThreadedProducer<SideContext>) -> Option<String> {
+    match p.begin_transaction() {
+        Err(KafkaError::Transaction(t)) if t.txn_requires_abort() => Some(t.to_string()),
+        _ => None,
+    }
+}
+
 impl TxnError {
+    /// Adds what caused this error (unless the message has it already),
+    /// classification unchanged.
+    fn caused_by(self, cause: Option<String>) -> TxnError {
+        let Some(cause) = cause.filter(|c| !self.to_string().contains(c.as_str())) else {
+            return self;
+        };
+        let with = |m: String| format!("{m} (caused by: {cause})");
+        match self {
+            TxnError::Rebalanced(m) => TxnError::Rebalanced(with(m)),
+            TxnError::Retry(m) => TxnError::Retry(with(m)),
+            TxnError::Fatal(m) => TxnError::Fatal(with(m)),
+        }
+    }
+
     /// Sorts by error code and librdkafka's transaction flags, never by
     /// message text.
     fn from_kafka(e: KafkaError) -> TxnError {
@@ -394,11 +429,19 @@ impl TxnError {
     }
 }
 
-/// Counts failed deliveries (idempotent mode checks them after a flush) and
-/// routes librdkafka's log to tracing.
+/// Counts failed deliveries (idempotent mode checks them after a flush),
+/// keeps the first one's error for the caller to report, and routes
+/// librdkafka's log to tracing.
 #[derive(Default)]
 struct SideContext {
     failed: AtomicU64,
+    cause: Mutex<Option<String>>,
+}
+
+impl SideContext {
+    fn take_cause(&self) -> Option<String> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl ClientContext for SideContext {
@@ -416,18 +459,55 @@ impl ProducerContext for SideContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::SeqCst);
             // Messages purged by an aborted transaction are its consequence,
-            // not its cause: the transaction's own error (e.g. "Topic
-            // authorization failed" for a missing WRITE ACL) is reported by
-            // the commit, and must be the line the operator reads.
+            // not its cause. The cause (e.g. "Topic authorization failed"
+            // for a missing WRITE ACL) is kept for the committer, which
+            // reports it with the transaction's or flush's own error as ONE
+            // line: the one the operator reads first.
             let purged = matches!(
                 e.rdkafka_error_code(),
                 Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
             );
             if !purged {
-                outage::KAFKA.failed("delivery", e);
+                let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+                cause.get_or_insert_with(|| e.to_string());
             }
+            self.failed.fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_added_once_and_keeps_the_classification() {
+        let cause = "Transaction error: Failed to add partition(s) to transaction: \
+                     Broker: Topic authorization failed";
+        let consequence = TxnError::Retry(
+            "Transaction error: Failed to commit offsets to transaction on broker (none): \
+             Local: Erroneous state"
+                .into(),
+        );
+        let told = consequence.caused_by(Some(cause.into()));
+        assert!(matches!(told, TxnError::Retry(_)), "{told:?}");
+        assert!(
+            told.to_string()
+                .ends_with(&format!("Erroneous state (caused by: {cause})")),
+            "{told}"
+        );
+
+        // The error that is the cause itself is not repeated.
+        let itself = TxnError::Fatal(cause.into()).caused_by(Some(cause.into()));
+        assert!(
+            matches!(&itself, TxnError::Fatal(m) if m == cause),
+            "{itself:?}"
+        );
+        let none = TxnError::Rebalanced("gen".into()).caused_by(None);
+        assert!(
+            matches!(&none, TxnError::Rebalanced(m) if m == "gen"),
+            "{none:?}"
+        );
     }
 }
