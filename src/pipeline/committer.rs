@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::ClientContext;
 use rdkafka::message::DeliveryResult;
@@ -279,8 +278,7 @@ impl Worker {
         let p = self
             .producer()
             .map_err(|e| TxnError::Fatal(e.to_string()))?;
-        let failed_before = p.context().failed.load(Ordering::SeqCst);
-        p.context().take_cause();
+        p.context().take_failure();
         for m in msgs {
             send(p, m, max_payload).map_err(TxnError::from_kafka)?;
         }
@@ -288,9 +286,7 @@ impl Worker {
         if p.in_flight_count() > 0 {
             return Err(TxnError::Retry("side outputs not delivered in time".into()));
         }
-        if p.context().failed.load(Ordering::SeqCst) != failed_before {
-            let cause = p.context().take_cause();
-            let cause = cause.as_deref().unwrap_or("its delivery report was purged");
+        if let Some(cause) = p.context().take_failure() {
             return Err(TxnError::Retry(format!(
                 "a side output was not delivered: {cause}"
             )));
@@ -429,18 +425,19 @@ impl TxnError {
     }
 }
 
-/// Counts failed deliveries (idempotent mode checks them after a flush),
-/// keeps the first one's error for the caller to report, and routes
-/// librdkafka's log to tracing.
+/// Keeps the first failed delivery's error (idempotent mode checks it after
+/// a flush and reports it) and routes librdkafka's log to tracing.
 #[derive(Default)]
 struct SideContext {
-    failed: AtomicU64,
-    cause: Mutex<Option<String>>,
+    first_failure: Mutex<Option<String>>,
 }
 
 impl SideContext {
-    fn take_cause(&self) -> Option<String> {
-        self.cause.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn take_failure(&self) -> Option<String> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -458,21 +455,13 @@ impl ProducerContext for SideContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        // Reported by the committer as part of ONE error line, the one the
+        // operator reads first. In transactional mode the transaction's own
+        // error carries the cause (see `abortable_cause`; the messages an
+        // abort purges are its consequence), and this record goes unread.
         if let Err((e, _)) = result {
-            // Messages purged by an aborted transaction are its consequence,
-            // not its cause. The cause (e.g. "Topic authorization failed"
-            // for a missing WRITE ACL) is kept for the committer, which
-            // reports it with the transaction's or flush's own error as ONE
-            // line: the one the operator reads first.
-            let purged = matches!(
-                e.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-            );
-            if !purged {
-                let mut cause = self.cause.lock().unwrap_or_else(|e| e.into_inner());
-                cause.get_or_insert_with(|| e.to_string());
-            }
-            self.failed.fetch_add(1, Ordering::SeqCst);
+            let mut first = self.first_failure.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(|| e.to_string());
         }
     }
 }
